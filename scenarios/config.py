@@ -13,7 +13,7 @@ prices per kWh and per kW in the tariff's currency. Times of day are local times
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -48,6 +48,8 @@ def parse_duration(value: Any) -> timedelta:
     if isinstance(value, bool):
         raise ValueError("expected a duration such as '7d', '12h' or '90min'")
     if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("expected a duration >= 0")
         return timedelta(seconds=float(value))
     if not isinstance(value, str):
         raise ValueError("expected a duration such as '7d', '12h' or '90min'")
@@ -84,10 +86,17 @@ def _format_minutes(minutes: int) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
+def _format_duration(value: timedelta) -> str:
+    # Exact seconds without an exponent, so that parse_duration reads it back
+    # (f"{x:g}" gave '1.2096e+06s' for 14 days).
+    text = f"{value.total_seconds():.6f}".rstrip("0").rstrip(".")
+    return f"{text}s"
+
+
 Duration = Annotated[
     timedelta,
     BeforeValidator(parse_duration),
-    PlainSerializer(lambda d: f"{d.total_seconds():g}s", return_type=str),
+    PlainSerializer(_format_duration, return_type=str),
     WithJsonSchema(
         {"type": "string", "pattern": r"^(\d+(\.\d+)?(d|h|min|m|s))+$", "examples": ["7d", "90min"]}
     ),
@@ -424,6 +433,14 @@ class _ActionBase(_Model):
         description="When: ISO 8601 time (local time zone if no offset) or offset from "
         "start such as '2d6h'."
     )
+
+    @field_validator("at", mode="before")
+    @classmethod
+    def _yaml_timestamp(cls, value: Any) -> Any:
+        # YAML reads an unquoted 2025-06-03T10:00:00 as a datetime (or date), not a string.
+        if isinstance(value, datetime | date):
+            return value.isoformat()
+        return value
 
 
 class ChargerFault(_ActionBase):

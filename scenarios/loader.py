@@ -223,10 +223,9 @@ def _resolve(config: Scenario, name: str, base_dir: Path) -> LoadedScenario:
                 )
             )
             offset = 0.0
-        elif not 0 <= offset <= horizon:
-            problems.append(
-                FieldProblem(f"{path}.at", "must fall inside the simulated period", action.at)
-            )
+        elif offset < 0:
+            # after the end is fine: a shorter --duration simply never reaches it
+            problems.append(FieldProblem(f"{path}.at", "must not be before the start", action.at))
         offsets.append(offset)
         charger = getattr(action, "charger", None)
         if charger is not None and charger not in chargers:
@@ -242,7 +241,7 @@ def _resolve(config: Scenario, name: str, base_dir: Path) -> LoadedScenario:
             problems.append(
                 FieldProblem(
                     f"{path}.vehicle",
-                    "expected a vehicle id such as " + repr(min(vehicles)),
+                    "expected a vehicle id such as " + repr(min(vehicles, default="<group>-001")),
                     vehicle,
                 )
             )
@@ -275,16 +274,21 @@ def _action_offset(at: str, config: Scenario) -> float | None:
     return (when.astimezone(UTC) - config.start_utc).total_seconds()
 
 
-def _read_csv_rows(path: Path, where: str) -> tuple[list[dict[str, str]], list[FieldProblem]]:
+def _read_csv_rows(
+    path: Path, where: str
+) -> tuple[list[tuple[int, dict[str, str]]], list[FieldProblem]]:
+    """The rows of a CSV file, each with its line number in the file (blank lines skipped)."""
     try:
         with path.open(newline="", encoding="utf-8") as handle:
-            return list(csv.DictReader(handle)), []
+            reader = csv.DictReader(handle)
+            return [(reader.line_num, row) for row in reader], []
     except OSError as exc:
         return [], [FieldProblem(where, f"cannot read CSV file ({exc.strerror})", str(path))]
 
 
-def _parse_time(text: str, config: Scenario) -> datetime:
-    when = datetime.fromisoformat(text.strip())
+def _parse_time(text: str | None, config: Scenario) -> datetime:
+    # A short row leaves missing cells as None; treat them like empty cells.
+    when = datetime.fromisoformat((text or "").strip())
     if when.tzinfo is None:
         when = when.replace(tzinfo=config.tz)
     return when.astimezone(UTC)
@@ -297,7 +301,7 @@ def _read_blocks_csv(
     if problems:
         return (), problems
     blocks: list[DatedBlock] = []
-    for line, row in enumerate(rows, start=2):
+    for line, row in rows:
         at = f"{where} ({path.name} line {line})"
         try:
             vid = (row.get("vehicle_id") or "").strip()
@@ -354,13 +358,13 @@ def _read_pv_csv(
     if problems:
         return None, problems
     points: list[tuple[float, float]] = []
-    for line, row in enumerate(rows, start=2):
+    for line, row in rows:
         try:
             when = datetime.fromisoformat(row["time"].strip())
             kw = float(row["kw"])
             if kw < 0:
                 raise ValueError("kw must be >= 0")
-        except (KeyError, ValueError, AttributeError) as exc:
+        except (KeyError, ValueError, AttributeError, TypeError) as exc:
             problems.append(
                 FieldProblem(
                     f"{where} ({path.name} line {line})",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from heapq import heapify, heappop, heappush
 
 from backend.charging.allocation import SessionNeed, SiteSnapshot
 
@@ -62,16 +63,16 @@ def greedy_fill(
             if left[g] < take:
                 take = left[g]
         eff = need.efficiency
-        if grid_left * eff < take:
+        grid_binds = grid_left * eff <= take
+        if grid_binds:
             take = grid_left * eff
         if take <= 0.0:
             continue
         kw[i] = take
         for g in groups:
             left[g] -= take
-        grid_left -= take / eff
-        if grid_left < 0.0:  # rounding of take / eff when the grid was the limit
-            grid_left = 0.0
+        # Zero a full grid outright: take / eff may not round back to grid_left.
+        grid_left = 0.0 if grid_binds else grid_left - take / eff
     return tuple(kw)
 
 
@@ -80,13 +81,17 @@ def water_fill(
 ) -> tuple[float, ...]:
     """Max-min fair output kW by progressive filling.
 
-    All unfrozen sessions share one level that rises in closed-form steps: each step
-    goes to the nearest of (the smallest unfrozen ``max_kw``, a group's remaining
-    capacity over its unfrozen members, the grid's remaining kW over the unfrozen
-    sessions' summed ``1 / efficiency``). Sessions at their max and members of a
-    saturated constraint freeze at the level. With non-negative linear constraints
-    this is exactly the max-min fair allocation, in at most
-    ``sessions + groups + 1`` steps.
+    All unfrozen sessions share one level that rises from 0. It jumps straight to the
+    next event: the smallest unfrozen ``max_kw``, the level at which a group's
+    remaining capacity runs out (``left / unfrozen members``), or the one at which the
+    grid does (``left / summed 1 / efficiency`` of the unfrozen sessions). Sessions at
+    their max and members of a full constraint freeze at the level. With non-negative
+    linear constraints this gives exactly the max-min fair allocation.
+
+    Group exhaustion levels only change when a member freezes, so they sit in a heap
+    and are updated lazily: a call costs O((sessions + memberships) log groups)
+    rather than a pass over every group per event, which matters with hundreds of
+    sessions.
 
     Args:
         site: the groups whose limits apply.
@@ -101,9 +106,9 @@ def water_fill(
     active = [i for i in range(n) if needs[i].energy_kwh > 0.0 and needs[i].max_kw > 0.0]
     if not active:
         return tuple(kw)
-    caps = [group.max_kw if group.max_kw > 0.0 else 0.0 for group in site.groups]
-    members: list[list[int]] = [[] for _ in caps]
-    demand = [0.0] * len(caps)
+    left = [group.max_kw if group.max_kw > 0.0 else 0.0 for group in site.groups]
+    members: list[list[int]] = [[] for _ in left]
+    demand = [0.0] * len(left)
     inv_eff = 0.0
     grid_demand = 0.0
     for i in active:
@@ -114,66 +119,73 @@ def water_fill(
         inv_eff += 1.0 / need.efficiency
         grid_demand += need.max_kw / need.efficiency
     # A group whose members' maxima fit can never bind; usually that is every charger.
-    live = [g for g in range(len(caps)) if demand[g] > caps[g]]
+    count = [len(m) if demand[g] > left[g] else 0 for g, m in enumerate(members)]
     grid_binds = grid_demand > grid_kw
-    if not live and not grid_binds:
+    if not grid_binds and not any(count):
         for i in active:
             kw[i] = needs[i].max_kw
         return tuple(kw)
 
-    left = caps
-    count = [len(m) for m in members]
+    base = [0.0] * len(left)  # level at which left[g] was last brought up to date
+    version = [0] * len(left)
+    heap = [(left[g] / c, 0, g) for g, c in enumerate(count) if c]
+    heapify(heap)
     by_max = sorted(active, key=lambda i: needs[i].max_kw)
     frozen = [True] * n
     for i in active:
         frozen[i] = False
     remaining = len(active)
     grid_left = grid_kw
+    grid_base = 0.0
     level = 0.0
     pos = 0
 
     def freeze(i: int) -> None:
-        nonlocal remaining, inv_eff
+        nonlocal remaining, inv_eff, grid_left, grid_base
         need = needs[i]
         kw[i] = need.max_kw if need.max_kw < level else level
         frozen[i] = True
         remaining -= 1
         for g in need.groups:
-            count[g] -= 1
-        inv_eff -= 1.0 / need.efficiency
+            c = count[g]
+            if c:
+                left[g] -= (level - base[g]) * c
+                base[g] = level
+                count[g] = c = c - 1
+                if c:
+                    version[g] += 1
+                    heappush(heap, (level + left[g] / c, version[g], g))
+        if grid_binds:
+            grid_left -= (level - grid_base) * inv_eff
+            grid_base = level
+            inv_eff -= 1.0 / need.efficiency
 
     while remaining:
         while frozen[by_max[pos]]:
             pos += 1
-        step = needs[by_max[pos]].max_kw - level
-        live = [g for g in live if count[g]]
-        for g in live:
-            room = left[g] / count[g]
-            if room < step:
-                step = room
-        if grid_binds:
-            room = grid_left / inv_eff if inv_eff > 0.0 else math.inf
-            if room < step:
-                step = room
-        if step < 0.0:
-            step = 0.0
-        level += step
+        target = needs[by_max[pos]].max_kw
+        while heap and (heap[0][1] != version[heap[0][2]] or not count[heap[0][2]]):
+            heappop(heap)
+        if heap and heap[0][0] < target:
+            target = heap[0][0]
+        grid_level = grid_base + grid_left / inv_eff if grid_binds else math.inf
+        if grid_level < target:
+            target = grid_level
+        if target > level:
+            level = target
         slack = _REL_TOL * level
-        saturated = [g for g in live if left[g] / count[g] <= step + slack]
-        for g in live:
-            left[g] -= step * count[g]
-        if grid_binds:
-            grid_full = grid_left / inv_eff <= step + slack
-            grid_left -= step * inv_eff
-            if grid_full:
-                for i in active:
-                    if not frozen[i]:
-                        freeze(i)
-                break
-        for g in saturated:
-            for i in members[g]:
+        if grid_level <= level + slack:
+            for i in by_max:
                 if not frozen[i]:
                     freeze(i)
+            break
+        while heap and heap[0][0] <= level + slack:
+            _, ver, g = heappop(heap)
+            if ver == version[g] and count[g]:
+                count[g] = 0  # full: freezing its members must not re-queue it
+                for i in members[g]:
+                    if not frozen[i]:
+                        freeze(i)
         while pos < len(by_max) and (
             frozen[by_max[pos]] or needs[by_max[pos]].max_kw <= level + slack
         ):

@@ -1,0 +1,139 @@
+"""Vehicles and their duty blocks, expanded from a scenario into concrete trips.
+
+Daily schedules are expanded here once, before the run, into absolute trips (seconds
+after the start) with the scenario's stagger, random jitter and consumption noise
+drawn from the run's seeded generator, so the engine only replays a fixed timetable
+and two runs with the same seed see exactly the same trips.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from models.battery import ChargeCurve
+from scenarios.config import WEEKDAYS, DailySchedule, DatedBlock, Scenario, VehicleType
+
+_MIN_BLOCK_S = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Trip:
+    """One block as it will be run: leave, come back, energy used (kWh)."""
+
+    index: int
+    pull_out: float
+    pull_in: float
+    kwh: float
+
+
+@dataclass(slots=True, eq=False)
+class VehicleSpec:
+    """A vehicle's fixed properties and its timetable for the run."""
+
+    vehicle_id: str
+    group: str
+    type_name: str
+    battery_kwh: float
+    curve: ChargeCurve
+    max_ac_kw: float
+    max_dc_kw: float
+    initial_soc: float
+    trips: list[Trip] = field(default_factory=list)
+
+    def max_kw_for(self, kind: str) -> float:
+        return self.max_dc_kw if kind == "dc" else self.max_ac_kw
+
+
+def vehicle_curve(vtype: VehicleType) -> ChargeCurve:
+    """The type's charge curve, or the two-stage default at its highest power."""
+    if vtype.charge_curve is not None:
+        return ChargeCurve.from_points([(p.soc, p.kw) for p in vtype.charge_curve])
+    return ChargeCurve.two_stage(max(vtype.max_ac_kw, vtype.max_dc_kw))
+
+
+def build_fleet(
+    config: Scenario, dated_blocks: dict[str, tuple[DatedBlock, ...]], rng: np.random.Generator
+) -> list[VehicleSpec]:
+    """Create every vehicle with its trips, in a stable order (group, then id)."""
+    vehicles: list[VehicleSpec] = []
+    start = config.start_utc
+    horizon = config.duration.total_seconds()
+    for gid, group in config.fleet.groups.items():
+        vtype = config.fleet.vehicle_types[group.vehicle_type]
+        curve = vehicle_curve(vtype)
+        group_rng = np.random.default_rng(rng.integers(2**63))
+        if group.schedule is not None:
+            count = group.count or 0
+            for k in range(count):
+                spec = _spec(f"{gid}-{k + 1:03d}", gid, group.vehicle_type, vtype, curve, group.initial_soc)
+                spec.trips = _daily_trips(config, group.schedule, vtype, k, count, group_rng)
+                vehicles.append(spec)
+        else:
+            by_vehicle: dict[str, list[DatedBlock]] = {}
+            for block in dated_blocks.get(gid, ()):
+                by_vehicle.setdefault(block.vehicle_id, []).append(block)
+            for vid in sorted(by_vehicle):
+                spec = _spec(vid, gid, group.vehicle_type, vtype, curve, group.initial_soc)
+                trips = []
+                for block in sorted(by_vehicle[vid], key=lambda b: b.pull_out):
+                    out = (block.pull_out - start).total_seconds()
+                    back = (block.pull_in - start).total_seconds()
+                    if not 0 <= out < horizon:
+                        continue
+                    kwh = block.kwh if block.kwh is not None else (block.km or 0.0) * vtype.consumption_kwh_per_km
+                    kwh *= _noise(group_rng, vtype.consumption_sigma)
+                    trips.append(Trip(len(trips), out, back, kwh))
+                spec.trips = trips
+                vehicles.append(spec)
+    return vehicles
+
+
+def _spec(vid: str, gid: str, type_name: str, vtype: VehicleType, curve: ChargeCurve, soc: float) -> VehicleSpec:
+    return VehicleSpec(vid, gid, type_name, vtype.battery_kwh, curve, vtype.max_ac_kw, vtype.max_dc_kw, soc)
+
+
+def _noise(rng: np.random.Generator, sigma: float) -> float:
+    # mean-one lognormal: consumption varies per block but averages to the nominal value
+    return float(rng.lognormal(-sigma * sigma / 2, sigma)) if sigma > 0 else 1.0
+
+
+def _daily_trips(
+    config: Scenario, schedule: DailySchedule, vtype: VehicleType, k: int, count: int, rng: np.random.Generator
+) -> list[Trip]:
+    tz = config.tz
+    start = config.start_utc
+    horizon = config.duration.total_seconds()
+    days = {WEEKDAYS.index(d) for d in schedule.days}
+    shift = schedule.stagger_minutes * k / count * 60.0 if count else 0.0
+    trips: list[Trip] = []
+    last_in = -float("inf")
+    day = start.astimezone(tz).date() - timedelta(days=1)
+    end_day = (start + config.duration).astimezone(tz).date()
+    while day <= end_day:
+        if day.weekday() in days:
+            midnight = datetime(day.year, day.month, day.day, tzinfo=tz)
+            for block in schedule.blocks:
+                back_min = block.pull_in if block.pull_in > block.pull_out else block.pull_in + 1440
+                jitter_out, jitter_in = (
+                    rng.normal(0.0, schedule.jitter_minutes * 60.0, 2) if schedule.jitter_minutes else (0.0, 0.0)
+                )
+                out = _offset(midnight, block.pull_out, start) + shift + float(jitter_out)
+                back = _offset(midnight, back_min, start) + shift + float(jitter_in)
+                out = max(out, last_in)
+                back = max(back, out + _MIN_BLOCK_S)
+                km = block.km * max(1.0 + float(rng.normal(0.0, schedule.km_jitter)), 0.05) if schedule.km_jitter else block.km
+                kwh = km * vtype.consumption_kwh_per_km * _noise(rng, vtype.consumption_sigma)
+                if 0 <= out < horizon:
+                    trips.append(Trip(len(trips), out, back, kwh))
+                    last_in = back
+        day += timedelta(days=1)
+    return trips
+
+
+def _offset(midnight: datetime, minutes: int, start: datetime) -> float:
+    # wall-clock arithmetic in local time, then to UTC: a 05:00 block stays at 05:00 across DST
+    local = (midnight.replace(tzinfo=None) + timedelta(minutes=minutes)).replace(tzinfo=midnight.tzinfo)
+    return (local.astimezone(UTC) - start).total_seconds()

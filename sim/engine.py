@@ -1,0 +1,726 @@
+"""The SimPy engine: vehicles, chargers, site and actions on one event-driven clock.
+
+Power is piecewise constant between events, except where a battery's charge curve
+binds (there SoC follows the curve's closed form). Every change — an arrival, a plug-in,
+a departure, a SoC crossing a curve breakpoint or the target, a tariff or limit
+change, a fault — ends the current segment: all sessions are integrated exactly to
+that instant, the back end's allocator (:mod:`backend.charging.allocation`) decides new
+per-connector limits, and the next breakpoint is scheduled as an event. There is no
+fixed time step.
+
+Same-instant changes are batched: they mark the engine dirty and one zero-delay
+"update" event runs the operator policy and the allocator once for all of them.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import simpy
+
+from backend.charging.allocation import CapacityGroup, SessionNeed, SiteSnapshot, get_strategy
+from models.battery import ChargeCurve, _curve_hours, _curve_soc
+from models.charger import Charger, Connector, ConnectorStatus, build_chargers, check_transition
+from models.fleet import Trip, VehicleSpec, build_fleet
+from models.site import SiteChange, StationaryBattery, site_timeline
+from models.tariff import TouPrices
+from scenarios.config import ChargerFault, ChargerRepair, SiteLimit, VehicleLate
+from scenarios.loader import LoadedScenario
+from sim.clock import SimClock
+from sim.errors import PolicyError
+from sim.operator import (
+    BUILTIN_POLICIES,
+    DepotObservation,
+    FreeConnector,
+    FullVehicle,
+    OperatorPolicy,
+    PlugIn,
+    Swap,
+    WaitingVehicle,
+)
+from sim.recorder import Recorder
+
+S = ConnectorStatus
+_EPS_SOC = 1e-9
+_EPS_T = 1e-6
+
+
+class VehicleState:
+    """A vehicle's changing state during the run."""
+
+    __slots__ = (
+        "spec", "soc", "state", "session", "connector", "queued_at", "next_departure",
+        "wait_soc", "ready", "late_s", "kinds",
+    )  # fmt: skip
+
+    def __init__(self, spec: VehicleSpec) -> None:
+        self.spec = spec
+        self.soc = spec.initial_soc
+        self.state = "depot"
+        self.session: Session | None = None
+        self.connector: Connector | None = None  # reserved during a plug swap
+        self.queued_at: float | None = None
+        self.next_departure: float | None = spec.trips[0].pull_out if spec.trips else None
+        self.wait_soc: float | None = None
+        self.ready: simpy.Event | None = None
+        self.late_s = 0.0
+        self.kinds = frozenset(k for k, kw in (("ac", spec.max_ac_kw), ("dc", spec.max_dc_kw)) if kw > 0)
+
+
+class Session:
+    """One plug-in: the vehicle's SoC and power on a connector, integrated exactly.
+
+    ``soc`` is exact at time ``t0``; ``mode`` says how it moves on from there:
+    0 = no power, 1 = constant ``power`` (the limit binds), 2 = on the curve line
+    ``a + b*soc`` (the battery binds).
+    """
+
+    __slots__ = (
+        "sid", "vehicle", "connector", "charger", "curve", "cap", "eff", "target", "t0", "soc",
+        "limit", "power", "mode", "a", "b", "alloc_power", "next_t", "crit_soc", "plug_in", "soc_in",
+        "kwh", "queued_at", "seg_kwh",
+    )  # fmt: skip
+
+    def __init__(self, sid: int, vehicle: VehicleState, connector: Connector, curve: ChargeCurve,
+                 target: float, now: float) -> None:  # fmt: skip
+        self.sid = sid
+        self.vehicle = vehicle
+        self.connector = connector
+        self.charger = connector.charger
+        self.curve = curve
+        self.cap = vehicle.spec.battery_kwh
+        self.eff = connector.charger.efficiency
+        self.target = target
+        self.t0 = now
+        self.soc = vehicle.soc
+        self.limit = 0.0
+        self.power = 0.0
+        self.mode = 0
+        self.a = 0.0
+        self.b = 0.0
+        self.alloc_power = 0.0
+        self.next_t = math.inf
+        self.crit_soc = math.inf
+        self.plug_in = now
+        self.soc_in = vehicle.soc
+        self.kwh = 0.0
+        self.queued_at = vehicle.queued_at if vehicle.queued_at is not None else now
+        self.seg_kwh = 0.0
+
+    def soc_at(self, t: float) -> float:
+        hours = (t - self.t0) / 3600.0
+        if self.mode == 0 or hours <= 0:
+            return self.soc
+        if self.mode == 1:
+            soc = self.soc + self.power * hours / self.cap
+        else:
+            soc = _curve_soc(self.a, self.b, self.soc, hours, self.cap)
+        return min(soc, self.target) if self.soc <= self.target else soc
+
+    def advance(self, t: float) -> float:
+        """Move to time t; return the energy delivered (kWh) since the last advance."""
+        if t <= self.t0:
+            return 0.0
+        soc = self.soc_at(t)
+        energy = (soc - self.soc) * self.cap
+        self.soc = soc
+        self.t0 = t
+        self.kwh += energy
+        return energy
+
+
+@dataclass(slots=True)
+class SiteState:
+    """Current site values (kW) used for the segment that starts now."""
+
+    base_kw: float = 0.0
+    pv_kw: float = 0.0
+    price: float = 0.0
+    limit_kw: float = math.inf
+
+
+class Engine:
+    """One depot run. Build it, call :meth:`run`, read :attr:`recorder`."""
+
+    def __init__(
+        self,
+        loaded: LoadedScenario,
+        policy: OperatorPolicy | None = None,
+        progress: Callable[[float], None] | None = None,
+    ) -> None:
+        cfg = loaded.config
+        self.cfg = cfg
+        self.ops = cfg.operations
+        self.env = simpy.Environment()
+        self.clock = SimClock(self.env, cfg.start_utc)
+        self.epoch_s = cfg.start_utc.timestamp()
+        self.horizon = cfg.duration.total_seconds()
+        self.progress = progress
+        self.recorder = Recorder(cfg.start_utc)
+        fleet_seed, fault_seed = np.random.SeedSequence(cfg.seed).spawn(2)
+        self.vehicles = [VehicleState(s) for s in build_fleet(cfg, dict(loaded.dated_blocks), np.random.default_rng(fleet_seed))]
+        self.by_vehicle = {v.spec.vehicle_id: v for v in self.vehicles}
+        self.chargers, limits = build_chargers(cfg)
+        self.by_charger = {c.charger_id: c for c in self.chargers}
+        self.connectors = [conn for c in self.chargers for conn in c.connectors]
+        self.by_connector = {c.connector_id: c for c in self.connectors}
+        self.groups = tuple(CapacityGroup(lim.limit_id, lim.max_kw) for lim in limits)
+        self.strategy_name = cfg.charging.strategy
+        self.strategy = get_strategy(self.strategy_name)
+        self.tolerance = cfg.charging.reallocation_tolerance
+        self.policy: OperatorPolicy = policy or BUILTIN_POLICIES[self.ops.assignment]()
+        self.timeline: tuple[SiteChange, ...] = site_timeline(cfg, loaded.pv_profile)
+        prices = TouPrices.from_config(cfg.site.tariff)
+        self.cheapest, self.dearest = prices.levels[0], prices.levels[-1]
+        self._price_points = tuple((self.epoch_s + c.t, c.price) for c in self.timeline)
+        self._needs_prices = self.strategy_name == "cost_aware"
+        self._price_keys = [p[0] for p in self._price_points]
+        self.battery = StationaryBattery(cfg.site.battery) if cfg.site.battery else None
+        self.site = SiteState(limit_kw=cfg.site.grid_kw if cfg.site.grid_kw else math.inf)
+        self.sessions: list[Session] = []
+        self.queue: list[VehicleState] = []
+        self.loaded = loaded
+        self._fault_rng = np.random.default_rng(fault_seed)
+        self._curves: dict[tuple[str, str], ChargeCurve] = {}
+        self._next_sid = 1
+        self._seg_t = 0.0
+        self._dirty_alloc = False
+        self._dirty_decide = False
+        self._update_pending = False
+        self._timer_t = math.inf
+        self._timer_gen = 0
+        self._charger_kw: dict[str, float] = {}
+        self.allocations = 0
+        self.sim_events = 0
+
+    # --- public --------------------------------------------------------------------------
+    def run(self) -> None:
+        env = self.env
+        env.process(self._site_process())
+        for vehicle in self.vehicles:
+            env.process(self._vehicle_process(vehicle))
+        for i, action in enumerate(self.cfg.actions):
+            env.process(self._action_process(action, self.loaded.action_offsets[i]))
+        for group_id, group in self.cfg.chargers.items():
+            if group.faults is not None:
+                for charger in self.chargers:
+                    if charger.group == group_id:
+                        rng = np.random.default_rng(self._fault_rng.integers(2**63))
+                        env.process(self._fault_process(charger, group.faults.mtbf_hours, group.faults.mttr_hours, rng))
+        for conn in self.connectors:
+            self.recorder.event(0.0, "connector_status", None, conn.charger.charger_id, conn.connector_id, detail=str(conn.status))
+        self._request(alloc=True)
+        steps = 100 if self.progress else 1
+        for k in range(1, steps + 1):
+            env.run(until=self.horizon * k / steps)
+            if self.progress:
+                self.progress(k / steps)
+        self._finish()
+
+    # --- processes -------------------------------------------------------------------------
+    def _site_process(self):  # noqa: ANN202 - SimPy generator
+        for change in self.timeline:
+            if change.t > self.env.now:
+                yield self.env.timeout(change.t - self.env.now)
+            self._flush()
+            self.site.base_kw, self.site.pv_kw, self.site.price = change.base_kw, change.pv_kw, change.price
+            self.sim_events += 1
+            self._request(alloc=True)
+
+    def _vehicle_process(self, v: VehicleState):  # noqa: ANN202
+        env = self.env
+        ops = self.ops
+        rec = self.recorder
+        vid = v.spec.vehicle_id
+        rec.vehicle(0.0, vid, v.soc, v.state, "start")
+        if v.spec.trips and v.spec.trips[0].pull_out > ops.plug_in_delay_minutes * 60.0:
+            yield env.timeout(ops.plug_in_delay_minutes * 60.0)
+            self._enqueue(v)
+        trips = v.spec.trips
+        for i, trip in enumerate(trips):
+            v.next_departure = trip.pull_out
+            if env.now < trip.pull_out:
+                yield env.timeout(trip.pull_out - env.now)
+            self.sim_events += 1
+            soc = self._soc_now(v)
+            if soc < ops.min_departure_soc - _EPS_SOC:
+                left = ops.max_delay_minutes * 60.0 if ops.below_min_soc == "delay" else 0.0
+                ok = False
+                if left > 0:
+                    rec.event(env.now, "departure_delayed", vid, value=soc, detail=f"block {trip.index}")
+                    v.wait_soc = ops.min_departure_soc
+                    v.ready = env.event()
+                    self._request(alloc=True)
+                    yield v.ready | env.timeout(left)
+                    ok = v.ready.triggered
+                    v.wait_soc = None
+                    v.ready = None
+                    soc = self._soc_now(v)
+                    ok = ok or soc >= ops.min_departure_soc - _EPS_SOC
+                if not ok:
+                    self._record_departure(v, trip, None, soc, "cancelled", 0.0)
+                    rec.event(env.now, "block_cancelled", vid, value=soc, detail=f"block {trip.index}")
+                    v.next_departure = trips[i + 1].pull_out if i + 1 < len(trips) else None
+                    continue
+            # leave the depot
+            late = env.now - trip.pull_out
+            self._leave_depot(v)
+            soc = v.soc
+            v.next_departure = trips[i + 1].pull_out if i + 1 < len(trips) else None
+            used = trip.kwh / v.spec.battery_kwh
+            shortfall = max(0.0, (used - soc) * v.spec.battery_kwh)
+            self._record_departure(v, trip, env.now, soc, "late" if late > 1.0 else "on_time", shortfall)
+            v.soc = max(soc - used, 0.0)
+            v.state = "driving"
+            rec.vehicle(env.now, vid, soc, "driving", "pull_out")
+            yield env.timeout(max(trip.pull_in + late - env.now, 0.0))
+            while v.late_s > 0:
+                extra, v.late_s = v.late_s, 0.0
+                yield env.timeout(extra)
+            v.state = "depot"
+            self.sim_events += 1
+            rec.vehicle(env.now, vid, v.soc, "depot", "pull_in")
+            if ops.plug_in_delay_minutes > 0:
+                yield env.timeout(ops.plug_in_delay_minutes * 60.0)
+            if v.state == "depot" and v.session is None:
+                self._enqueue(v)
+
+    def _action_process(self, action, offset: float):  # noqa: ANN001, ANN202
+        if offset > self.env.now:
+            yield self.env.timeout(offset - self.env.now)
+        self.sim_events += 1
+        now = self.env.now
+        if isinstance(action, ChargerFault):
+            charger = self.by_charger[action.charger]
+            self.recorder.event(now, "action", charger=charger.charger_id, detail="charger_fault")
+            self._fault(charger)
+            if action.duration is not None:
+                yield self.env.timeout(action.duration.total_seconds())
+                self._repair(charger)
+        elif isinstance(action, ChargerRepair):
+            self.recorder.event(now, "action", charger=action.charger, detail="charger_repair")
+            self._repair(self.by_charger[action.charger])
+        elif isinstance(action, SiteLimit):
+            self._flush()
+            self.site.limit_kw = action.grid_kw if action.grid_kw else math.inf
+            value = action.grid_kw if action.grid_kw else math.nan
+            self.recorder.event(now, "site_limit", value=value)
+            self._request(alloc=True)
+        elif isinstance(action, VehicleLate):
+            vehicle = self.by_vehicle[action.vehicle]
+            vehicle.late_s += action.delay.total_seconds()
+            self.recorder.event(now, "vehicle_late", action.vehicle, value=action.delay.total_seconds() / 60.0)
+
+    def _fault_process(self, charger: Charger, mtbf_h: float, mttr_h: float, rng: np.random.Generator):  # noqa: ANN202
+        while True:
+            yield self.env.timeout(float(rng.exponential(mtbf_h * 3600.0)))
+            self.sim_events += 1
+            self._fault(charger)
+            yield self.env.timeout(float(rng.exponential(mttr_h * 3600.0)))
+            self.sim_events += 1
+            self._repair(charger)
+
+    # --- depot operations ------------------------------------------------------------------
+    def _enqueue(self, v: VehicleState) -> None:
+        now = self.env.now
+        v.state = "queued"
+        v.queued_at = now
+        self.queue.append(v)
+        self.recorder.vehicle(now, v.spec.vehicle_id, v.soc, "queued", "queue")
+        self.recorder.event(now, "queue", v.spec.vehicle_id, value=float(len(self.queue)))
+        self._request(decide=True)
+
+    def _dequeue(self, v: VehicleState) -> None:
+        self.queue.remove(v)
+        self.recorder.event(self.env.now, "queue", v.spec.vehicle_id, value=float(len(self.queue)))
+
+    def _leave_depot(self, v: VehicleState) -> None:
+        if v.session is not None:
+            self._unplug(v.session, "departure")
+        if v in self.queue:
+            self._dequeue(v)
+        if v.connector is not None:  # was being moved onto a connector
+            conn = v.connector
+            v.connector = None
+            conn.vehicle = None
+            self._set_status(conn, S.AVAILABLE)
+            self._request(decide=True)
+
+    def _plug(self, v: VehicleState, conn: Connector) -> None:
+        now = self.env.now
+        self._flush()
+        curve = self._curve_for(v, conn)
+        session = Session(self._next_sid, v, conn, curve, self.ops.target_soc, now)
+        self._next_sid += 1
+        v.session = session
+        v.state = "plugged"
+        v.connector = None
+        conn.vehicle = v.spec.vehicle_id
+        self.sessions.append(session)
+        if conn.status is not S.PREPARING:
+            self._set_status(conn, S.PREPARING)
+        self.recorder.vehicle(now, v.spec.vehicle_id, v.soc, "plugged", "plug_in")
+        self._request(alloc=True)
+
+    def _unplug(self, session: Session, reason: str) -> None:
+        now = self.env.now
+        self._flush()
+        v = session.vehicle
+        conn = session.connector
+        v.soc = session.soc
+        self.sessions.remove(session)
+        v.session = None
+        v.state = "depot"
+        conn.vehicle = None
+        rec = self.recorder
+        rec.sessions.append((
+            session.sid, v.spec.vehicle_id, v.spec.type_name, conn.charger.charger_id, conn.connector_id,
+            session.queued_at, session.plug_in, now, session.kwh, session.kwh / session.eff, session.soc_in,
+            session.soc, session.target, session.soc >= session.target - 1e-6, reason,
+            v.next_departure if v.next_departure is not None else math.nan,
+        ))  # fmt: skip
+        rec.vehicle(now, v.spec.vehicle_id, v.soc, "depot", f"unplug_{reason}")
+        if reason != "fault":
+            self._set_status(conn, S.FINISHING)
+            self._set_status(conn, S.AVAILABLE)
+        self._request(alloc=True, decide=True)
+
+    def _fault(self, charger: Charger) -> None:
+        if charger.faulted:
+            return
+        self._flush()
+        charger.faulted = True
+        self.recorder.event(self.env.now, "charger_fault", charger=charger.charger_id)
+        for conn in charger.connectors:
+            waiting = None
+            if conn.vehicle is not None:
+                session = next((s for s in self.sessions if s.connector is conn), None)
+                if session is not None:
+                    waiting = session.vehicle
+                    self._unplug(session, "fault")
+                else:  # a vehicle on its way during a swap
+                    waiting = self.by_vehicle[conn.vehicle]
+                    waiting.connector = None
+                    conn.vehicle = None
+            self._set_status(conn, S.FAULTED)
+            if waiting is not None:
+                self._enqueue(waiting)
+        self._request(alloc=True)
+
+    def _repair(self, charger: Charger) -> None:
+        if not charger.faulted:
+            return
+        charger.faulted = False
+        self.recorder.event(self.env.now, "charger_repair", charger=charger.charger_id)
+        for conn in charger.connectors:
+            self._set_status(conn, S.AVAILABLE)
+        self._request(decide=True)
+
+    def _set_status(self, conn: Connector, status: ConnectorStatus) -> None:
+        if conn.status is status:
+            return
+        check_transition(conn.status, status)
+        conn.status = status
+        self.recorder.event(
+            self.env.now, "connector_status", conn.vehicle, conn.charger.charger_id, conn.connector_id, detail=str(status)
+        )
+
+    def _curve_for(self, v: VehicleState, conn: Connector) -> ChargeCurve:
+        key = (v.spec.type_name, conn.charger.charger_id)
+        curve = self._curves.get(key)
+        if curve is None:
+            cap_kw = min(conn.charger.connector_kw, v.spec.max_kw_for(conn.charger.kind))
+            curve = v.spec.curve.capped(cap_kw)
+            self._curves[key] = curve
+        return curve
+
+    def _soc_now(self, v: VehicleState) -> float:
+        return v.session.soc_at(self.env.now) if v.session is not None else v.soc
+
+    # --- batching ----------------------------------------------------------------------------
+    def _request(self, alloc: bool = False, decide: bool = False) -> None:
+        self._dirty_alloc |= alloc
+        self._dirty_decide |= decide
+        if not self._update_pending:
+            self._update_pending = True
+            self.env.timeout(0).callbacks.append(self._update)
+
+    def _update(self, _event: simpy.Event | None = None) -> None:
+        self._update_pending = False
+        if self._dirty_decide:
+            self._dirty_decide = False
+            if self.queue:
+                self._decide()
+        if self._dirty_alloc:
+            self._dirty_alloc = False
+            self._reallocate()
+
+    def _decide(self) -> None:
+        now = self.env.now
+        waiting = tuple(
+            WaitingVehicle(v.spec.vehicle_id, v.queued_at or now, v.next_departure, v.soc, v.kinds) for v in self.queue
+        )
+        free = tuple(
+            FreeConnector(c.connector_id, c.charger.charger_id, c.charger.kind, c.charger.connector_kw)
+            for c in self.connectors
+            if c.vehicle is None and c.status is S.AVAILABLE
+        )
+        full: tuple[FullVehicle, ...] = ()
+        if self.ops.plug_swap:
+            full = tuple(
+                FullVehicle(s.vehicle.spec.vehicle_id, s.connector.connector_id, s.charger.kind, s.vehicle.next_departure)
+                for s in self.sessions
+                if s.soc >= s.target - _EPS_SOC
+            )
+        if not free and not full:
+            return
+        actions = self.policy.decide(DepotObservation(now, waiting, free, full, self.ops.plug_swap))
+        for action in actions:
+            self._apply(action)
+
+    def _apply(self, action: PlugIn | Swap) -> None:
+        if isinstance(action, PlugIn):
+            v = self._queued(action.vehicle_id)
+            conn = self.by_connector.get(action.connector_id)
+            if conn is None or conn.vehicle is not None or conn.status is not S.AVAILABLE:
+                raise PolicyError(f"PlugIn: connector {action.connector_id!r} is not free")
+            if conn.charger.kind not in v.kinds:
+                raise PolicyError(f"PlugIn: {v.spec.vehicle_id} cannot charge {conn.charger.kind.upper()} on {conn.connector_id}")
+            self._dequeue(v)
+            self._plug(v, conn)
+        elif isinstance(action, Swap):
+            v = self._queued(action.plug_vehicle_id)
+            full = self.by_vehicle.get(action.unplug_vehicle_id)
+            if full is None or full.session is None:
+                raise PolicyError(f"Swap: {action.unplug_vehicle_id!r} is not plugged in")
+            conn = full.session.connector
+            if conn.charger.kind not in v.kinds:
+                raise PolicyError(f"Swap: {v.spec.vehicle_id} cannot charge {conn.charger.kind.upper()} on {conn.connector_id}")
+            self._dequeue(v)
+            self._unplug(full.session, "swap")
+            conn.vehicle = v.spec.vehicle_id
+            v.connector = conn
+            v.state = "moving"
+            self._set_status(conn, S.PREPARING)
+            self.env.process(self._finish_swap(v, conn))
+        else:
+            raise PolicyError(f"unknown action {action!r}")
+
+    def _finish_swap(self, v: VehicleState, conn: Connector):  # noqa: ANN202
+        yield self.env.timeout(self.ops.swap_move_minutes * 60.0)
+        if v.connector is conn and conn.vehicle == v.spec.vehicle_id and not conn.charger.faulted:
+            self._plug(v, conn)
+
+    def _queued(self, vehicle_id: str) -> VehicleState:
+        v = self.by_vehicle.get(vehicle_id)
+        if v is None or v not in self.queue:
+            raise PolicyError(f"{vehicle_id!r} is not waiting in the queue")
+        return v
+
+    # --- power -------------------------------------------------------------------------------
+    def _flush(self) -> None:
+        """Close the power segment [seg_t, now]: integrate every session exactly."""
+        now = self.env.now
+        start = self._seg_t
+        if now <= start:
+            return
+        hours = (now - start) / 3600.0
+        delivered = 0.0
+        drawn = 0.0
+        per_charger: dict[str, float] = {}
+        for s in self.sessions:
+            e = s.advance(now)
+            if e:
+                delivered += e
+                drawn += e / s.eff
+                cid = s.charger.charger_id
+                per_charger[cid] = per_charger.get(cid, 0.0) + e
+        self._record_segment(start, now, hours, delivered, drawn, per_charger)
+        if self.battery is not None:
+            self.battery.advance(hours)
+        self._seg_t = now
+
+    def _record_segment(self, start: float, end: float, hours: float, delivered: float, drawn: float,
+                        per_charger: dict[str, float]) -> None:  # fmt: skip
+        rec = self.recorder
+        site = self.site
+        chargers_kw = drawn / hours
+        load = site.base_kw + chargers_kw
+        batt = self.battery.kw if self.battery is not None else 0.0
+        demand = load + max(-batt, 0.0)
+        pv_used = min(site.pv_kw, demand)
+        grid = max(demand - pv_used - max(batt, 0.0), 0.0)
+        rec.level("grid", start, grid)
+        rec.level("load", start, load)
+        rec.level("chargers", start, chargers_kw)
+        rec.level("delivered", start, delivered / hours)
+        rec.level("base", start, site.base_kw)
+        rec.level("price", start, site.price)
+        rec.level("limit", start, site.limit_kw if math.isfinite(site.limit_kw) else math.nan)
+        if site.pv_kw or "pv" in rec._open:
+            rec.level("pv", start, pv_used)
+            rec.level("pv_curtailed", start, site.pv_kw - pv_used)
+        if self.battery is not None:
+            rec.level("battery", start, batt)
+            rec.level("battery_soc", start, self.battery.soc)
+        last = self._charger_kw
+        for cid in [c for c in last if c not in per_charger]:
+            rec.level("charger:" + cid, start, 0.0)
+            del last[cid]
+        for cid, e in per_charger.items():
+            kw = e / hours
+            last[cid] = kw
+            rec.level("charger:" + cid, start, kw)
+
+    def _reallocate(self) -> None:
+        self._flush()
+        now = self.env.now
+        self.allocations += 1
+        site = self.site
+        charging: list[Session] = []
+        needs: list[SessionNeed] = []
+        epoch = self.epoch_s
+        for s in self.sessions:
+            if s.soc < s.target - _EPS_SOC and not s.charger.faulted:
+                max_kw = s.curve.kw_at(s.soc)
+                dep = s.vehicle.next_departure
+                needs.append(SessionNeed(
+                    s.sid, max_kw, s.eff, (s.target - s.soc) * s.cap,
+                    epoch + dep if dep is not None else None,
+                    s.curve.hours_between(s.soc, s.target, math.inf, s.cap), s.charger.group_ids,
+                ))  # fmt: skip
+                charging.append(s)
+            else:
+                self._set_power(s, 0.0, now)
+        grid = site.limit_kw - site.base_kw + site.pv_kw
+        if self.battery is not None:
+            grid += self.battery.available_discharge_kw()
+        prices: tuple[tuple[float, float], ...] = ()
+        if self._needs_prices and needs:
+            last = max((n.departure_s for n in needs if n.departure_s is not None), default=epoch + now)
+            prices = self._prices_from(epoch + now, max(last, epoch + now + 86400.0))
+        if needs:
+            snapshot = SiteSnapshot(max(grid, 0.0), self.groups, prices)
+            allocation = self.strategy(snapshot, needs, epoch + now)
+            for s, kw in zip(charging, allocation.kw, strict=True):
+                self._set_power(s, kw, now)
+        chargers_in = sum(s.power / s.eff for s in self.sessions if s.power > 0)
+        if self.battery is not None:
+            net = site.base_kw + chargers_in - site.pv_kw
+            self.battery.dispatch(net, site.limit_kw, site.price, self.cheapest, self.dearest, self._needs_prices)
+        self._schedule_timer(now)
+
+    def _prices_from(self, t: float, until: float) -> tuple[tuple[float, float], ...]:
+        """Tariff change points from t (first entry at t) up to ``until``."""
+        points = self._price_points
+        if not points:
+            return ()
+        keys = self._price_keys
+        first = max(bisect_right(keys, t) - 1, 0)
+        last = bisect_right(keys, until) + 1
+        return ((t, points[first][1]), *points[first + 1 : last])
+
+    def _set_power(self, s: Session, kw: float, now: float) -> None:
+        """Apply a new limit: choose the integration mode and the next critical time."""
+        s.limit = kw
+        soc = s.soc
+        conn = s.connector
+        if kw <= 1e-9 or soc >= s.target - _EPS_SOC:
+            s.mode, s.power, s.next_t = 0, 0.0, math.inf
+            if not s.charger.faulted:
+                status = S.SUSPENDED_EV if soc >= s.target - _EPS_SOC else S.SUSPENDED_EVSE
+                self._set_status(conn, status)
+            s.alloc_power = 0.0
+            return
+        curve = s.curve
+        i = curve._piece(soc)
+        a, b = curve._line(i)
+        at_curve = a + b * soc
+        end = curve.socs[i + 1]
+        crit = s.target
+        wait = s.vehicle.wait_soc
+        if wait is not None and soc < wait < crit:
+            crit = wait
+        if end < crit:
+            crit = end
+        if at_curve > kw + 1e-9 or (b >= 0 and at_curve >= kw - 1e-9):
+            s.mode, s.power = 1, kw
+            if b < 0:
+                cross = (kw - a) / b
+                if soc < cross < crit:
+                    crit = cross
+            hours = (crit - soc) * s.cap / kw
+        else:
+            s.mode, s.power, s.a, s.b = 2, at_curve, a, b
+            if b < 0:
+                floor = (at_curve * (1.0 - self.tolerance) - a) / b
+                if soc < floor < crit:
+                    crit = floor
+            elif b > 0:
+                cross = (kw - a) / b
+                if soc < cross < crit:
+                    crit = cross
+            hours = _curve_hours(a, b, soc, crit, s.cap)
+        s.alloc_power = s.power
+        s.crit_soc = crit
+        s.next_t = now + hours * 3600.0 if math.isfinite(hours) else math.inf
+        self._set_status(conn, S.CHARGING)
+
+    def _schedule_timer(self, now: float) -> None:
+        """Keep exactly one live timer, at the earliest session or battery breakpoint."""
+        t = min((s.next_t for s in self.sessions), default=math.inf)
+        if self.battery is not None:
+            hours = self.battery.hours_to_bound()
+            if math.isfinite(hours):
+                t = min(t, now + hours * 3600.0)
+        if t > self.horizon:
+            t = math.inf
+        if t == self._timer_t:
+            return
+        self._timer_gen += 1
+        self._timer_t = t
+        if math.isfinite(t):
+            gen = self._timer_gen
+            self.env.timeout(max(t - now, 0.0)).callbacks.append(lambda _e: self._on_timer(gen))
+
+    def _on_timer(self, gen: int) -> None:
+        if gen != self._timer_gen:
+            return
+        self._timer_t = math.inf
+        self.sim_events += 1
+        self._flush()
+        now = self.env.now
+        for s in list(self.sessions):
+            if s.next_t <= now + _EPS_T:
+                # snap to the breakpoint: float rounding must not leave SoC a hair below it
+                # (that would schedule the same instant again and again)
+                s.soc = max(s.soc, min(s.crit_soc, s.target))
+                if s.soc >= s.target - 1e-7:
+                    s.soc = max(s.soc, s.target)
+                    self.recorder.vehicle(now, s.vehicle.spec.vehicle_id, s.soc, "plugged", "target_reached")
+                    if self.ops.plug_swap:
+                        self._dirty_decide = True
+                v = s.vehicle
+                if v.wait_soc is not None and s.soc >= v.wait_soc - 1e-7 and v.ready is not None and not v.ready.triggered:
+                    v.ready.succeed()
+        self._request(alloc=True)
+
+    # --- end ---------------------------------------------------------------------------------
+    def _record_departure(self, v: VehicleState, trip: Trip, actual: float | None, soc: float, status: str,
+                          shortfall: float) -> None:  # fmt: skip
+        delay = (actual - trip.pull_out) / 60.0 if actual is not None else math.nan
+        target = self.ops.target_soc
+        self.recorder.departures.append((
+            v.spec.vehicle_id, trip.index, trip.pull_out, actual if actual is not None else math.nan,
+            delay, soc, target, soc >= target - 1e-6 and status != "cancelled", status, trip.kwh, shortfall,
+        ))  # fmt: skip
+
+    def _finish(self) -> None:
+        self._flush()
+        for s in list(self.sessions):
+            self._unplug(s, "end_of_run")
+        self.recorder.close_levels(self.horizon)

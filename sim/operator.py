@@ -1,0 +1,159 @@
+"""The operator-agent interface: observe the depot, return plug actions.
+
+An operator policy decides which queued vehicle goes on which free connector, and
+(with plug swapping) when a vehicle that reached its target is unplugged to make room.
+The engine calls :meth:`OperatorPolicy.decide` whenever the queue is not empty and
+something changed (an arrival, a freed or repaired connector, a vehicle reaching its
+target). A policy sees only the frozen :class:`DepotObservation`, so it can be written,
+tested and swapped in from Python without touching the engine::
+
+    class MyPolicy:
+        def decide(self, obs):
+            ...
+            return [PlugIn("city-007", "dc150-03/1")]
+
+    run_scenario("scenarios/bus_depot.yaml", policy=MyPolicy())
+
+The engine checks every action and raises :class:`~sim.errors.PolicyError` for an
+impossible one (unknown ids, busy or faulted connector, AC/DC mismatch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingVehicle:
+    """A vehicle in the queue for a connector."""
+
+    vehicle_id: str
+    queued_at: float
+    next_departure: float | None
+    soc: float
+    kinds: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class FreeConnector:
+    """A connector ready for a vehicle."""
+
+    connector_id: str
+    charger_id: str
+    kind: str
+    kw: float
+
+
+@dataclass(frozen=True, slots=True)
+class FullVehicle:
+    """A plugged vehicle at its target SoC (a plug-swap candidate)."""
+
+    vehicle_id: str
+    connector_id: str
+    kind: str
+    next_departure: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class DepotObservation:
+    """What a policy sees. Times are seconds after the run start.
+
+    Attributes:
+        now: current simulated time.
+        waiting: queued vehicles, in the order they joined the queue.
+        free: free connectors, in charger order.
+        full: plugged vehicles at target (empty unless plug swapping is enabled).
+        plug_swap: whether the scenario allows plug swapping.
+    """
+
+    now: float
+    waiting: tuple[WaitingVehicle, ...]
+    free: tuple[FreeConnector, ...]
+    full: tuple[FullVehicle, ...]
+    plug_swap: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PlugIn:
+    """Plug a queued vehicle into a free connector now."""
+
+    vehicle_id: str
+    connector_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Swap:
+    """Unplug a full vehicle and plug a queued one into its connector after the move delay."""
+
+    unplug_vehicle_id: str
+    plug_vehicle_id: str
+
+
+Action = PlugIn | Swap
+
+
+class OperatorPolicy(Protocol):
+    def decide(self, obs: DepotObservation) -> Sequence[Action]:
+        """Return the plug actions to carry out now (possibly none)."""
+        ...
+
+
+class QueuePolicy:
+    """Serve the queue in :meth:`order`; first compatible free connector; then swaps.
+
+    Subclasses only choose the queue order. Swaps hand the connector of the full
+    vehicle that departs last to the next waiting vehicle.
+    """
+
+    name = "queue"
+
+    def order(self, waiting: Sequence[WaitingVehicle]) -> list[WaitingVehicle]:
+        return list(waiting)
+
+    def decide(self, obs: DepotObservation) -> list[Action]:
+        actions: list[Action] = []
+        free = list(obs.free)
+        unserved: list[WaitingVehicle] = []
+        for vehicle in self.order(obs.waiting):
+            for i, conn in enumerate(free):
+                if conn.kind in vehicle.kinds:
+                    actions.append(PlugIn(vehicle.vehicle_id, conn.connector_id))
+                    del free[i]
+                    break
+            else:
+                unserved.append(vehicle)
+        if obs.plug_swap and unserved and obs.full:
+            full = sorted(obs.full, key=lambda f: -(f.next_departure if f.next_departure is not None else 1e18))
+            for vehicle in unserved:
+                for i, candidate in enumerate(full):
+                    if candidate.kind in vehicle.kinds:
+                        actions.append(Swap(candidate.vehicle_id, vehicle.vehicle_id))
+                        del full[i]
+                        break
+        return actions
+
+
+class FirstFreePolicy(QueuePolicy):
+    """First come, first served."""
+
+    name = "first_free"
+
+
+class EarliestDeparturePolicy(QueuePolicy):
+    """The queued vehicle that leaves soonest plugs in first."""
+
+    name = "earliest_departure"
+
+    def order(self, waiting: Sequence[WaitingVehicle]) -> list[WaitingVehicle]:
+        return sorted(
+            waiting,
+            key=lambda v: (v.next_departure if v.next_departure is not None else float("inf"), v.queued_at),
+        )
+
+
+BUILTIN_POLICIES: dict[str, type[QueuePolicy]] = {
+    "first_free": FirstFreePolicy,
+    "earliest_departure": EarliestDeparturePolicy,
+}

@@ -1,0 +1,135 @@
+"""Columnar buffers the engine appends to, turned into DataFrames at the end.
+
+Power is recorded as a level monitor: a series gets a new segment only when its value
+changes, so a constant load costs one row however long it lasts. Times are kept as
+float seconds after the start while running and become UTC timestamps in
+:meth:`Recorder.frames`.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+
+class Recorder:
+    """Append-only result buffers for one run."""
+
+    def __init__(self, epoch: datetime) -> None:
+        self.epoch = pd.Timestamp(epoch).tz_convert("UTC")
+        # power: open value and open-since per series, closed segments in columns
+        self._open: dict[str, tuple[float, float]] = {}
+        self.p_start: list[float] = []
+        self.p_end: list[float] = []
+        self.p_series: list[str] = []
+        self.p_value: list[float] = []
+        self.sessions: list[tuple] = []
+        self.vehicles: list[tuple] = []
+        self.departures: list[tuple] = []
+        self.events: list[tuple] = []
+
+    # --- power -----------------------------------------------------------------------
+    def level(self, series: str, t: float, value: float) -> None:
+        """Series ``series`` has ``value`` from ``t`` on (merged when unchanged)."""
+        current = self._open.get(series)
+        if current is not None:
+            old, since = current
+            if old == value or (math.isnan(old) and math.isnan(value)) or abs(old - value) <= 1e-9 * max(1.0, abs(old)):
+                return
+            if t > since:
+                self.p_start.append(since)
+                self.p_end.append(t)
+                self.p_series.append(series)
+                self.p_value.append(old)
+            elif t == since:
+                # a zero-length segment: just replace the open value
+                pass
+        self._open[series] = (value, t)
+
+    def close_levels(self, t: float) -> None:
+        """Close every open series at the end of the run."""
+        for series, (value, since) in self._open.items():
+            if t > since:
+                self.p_start.append(since)
+                self.p_end.append(t)
+                self.p_series.append(series)
+                self.p_value.append(value)
+        self._open.clear()
+
+    # --- rows ------------------------------------------------------------------------
+    def event(
+        self,
+        t: float,
+        kind: str,
+        vehicle: str | None = None,
+        charger: str | None = None,
+        connector: str | None = None,
+        value: float = math.nan,
+        detail: str = "",
+    ) -> None:
+        self.events.append((t, kind, vehicle, charger, connector, value, detail))
+
+    def vehicle(self, t: float, vehicle_id: str, soc: float, state: str, event: str) -> None:
+        self.vehicles.append((t, vehicle_id, soc, state, event))
+
+    # --- frames ----------------------------------------------------------------------
+    def _ts(self, seconds: list[float] | np.ndarray) -> pd.Series:
+        values = np.asarray(seconds, dtype="float64")
+        stamps = self.epoch + pd.to_timedelta(np.round(values * 1000.0), unit="ms")
+        return pd.Series(stamps).astype("datetime64[ms, UTC]")
+
+    def frames(self) -> dict[str, pd.DataFrame]:
+        """Build the result tables (schemas in docs/outputs.md)."""
+        power = pd.DataFrame(
+            {
+                "start": self._ts(self.p_start),
+                "end": self._ts(self.p_end),
+                "series": pd.Series(self.p_series, dtype="string"),
+                "value": pd.Series(self.p_value, dtype="float64"),
+            }
+        )
+        power = power.sort_values(["series", "start"], kind="stable").reset_index(drop=True)
+        s_cols = [
+            "session_id", "vehicle_id", "vehicle_type", "charger_id", "connector_id", "queued_at",
+            "plug_in", "plug_out", "kwh", "grid_kwh", "soc_in", "soc_out", "target_soc",
+            "target_met", "ended_by", "next_departure",
+        ]  # fmt: skip
+        sessions = pd.DataFrame(self.sessions, columns=s_cols)
+        for col in ("queued_at", "plug_in", "plug_out", "next_departure"):
+            sessions[col] = self._ts(sessions[col].astype("float64").to_numpy())
+        sessions["session_id"] = sessions["session_id"].astype("int64")
+        sessions["target_met"] = sessions["target_met"].astype("bool")
+        for col in ("vehicle_id", "vehicle_type", "charger_id", "connector_id", "ended_by"):
+            sessions[col] = sessions[col].astype("string")
+        vehicles = pd.DataFrame(self.vehicles, columns=["time", "vehicle_id", "soc", "state", "event"])
+        vehicles["time"] = self._ts(vehicles["time"].astype("float64").to_numpy())
+        for col in ("vehicle_id", "state", "event"):
+            vehicles[col] = vehicles[col].astype("string")
+        d_cols = [
+            "vehicle_id", "block", "scheduled", "actual", "delay_min", "soc", "target_soc",
+            "ready", "status", "kwh_needed", "shortfall_kwh",
+        ]  # fmt: skip
+        departures = pd.DataFrame(self.departures, columns=d_cols)
+        for col in ("scheduled", "actual"):
+            departures[col] = self._ts(departures[col].astype("float64").to_numpy())
+        departures["block"] = departures["block"].astype("int64")
+        departures["ready"] = departures["ready"].astype("bool")
+        for col in ("vehicle_id", "status"):
+            departures[col] = departures[col].astype("string")
+        events = pd.DataFrame(
+            self.events, columns=["time", "kind", "vehicle_id", "charger_id", "connector_id", "value", "detail"]
+        )
+        events["time"] = self._ts(events["time"].astype("float64").to_numpy())
+        for col in ("kind", "vehicle_id", "charger_id", "connector_id", "detail"):
+            events[col] = events[col].astype("string")
+        events["value"] = events["value"].astype("float64")
+        return {
+            "sessions": sessions,
+            "power": power,
+            "vehicles": vehicles,
+            "departures": departures,
+            "events": events,
+        }

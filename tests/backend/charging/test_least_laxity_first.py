@@ -1,0 +1,128 @@
+"""least_laxity_first: priority by slack before departure, greedy and work-conserving."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from backend.charging.allocation import CapacityGroup, SessionNeed, SiteSnapshot, allocate
+
+NOW = 1_700_000_000.0
+H = 3600.0
+
+
+def need(sid: str, max_kw: float, dep_h: float | None, hours: float, groups: tuple[int, ...] = ()):
+    departure = None if dep_h is None else NOW + dep_h * H
+    return SessionNeed(sid, max_kw, 1.0, max_kw * hours, departure, hours, groups)
+
+
+def llf(site: SiteSnapshot, needs: list[SessionNeed]) -> dict[str, float]:
+    return allocate("least_laxity_first", site, needs, NOW).by_session(needs)
+
+
+def laxity_key(n: SessionNeed) -> tuple[float, str]:
+    if n.departure_s is None:
+        return (math.inf, n.session_id)
+    return ((n.departure_s - NOW) / H - n.hours_to_target, n.session_id)
+
+
+def greedy_violations(site: SiteSnapshot, needs, kw, key) -> list[str]:
+    """Sessions below max whose every full constraint still feeds a lower-priority one."""
+    rank = {n.session_id: r for r, n in enumerate(sorted(needs, key=key))}
+    grid = max(site.grid_kw, 0.0)
+    grid_full = sum(k / n.efficiency for n, k in zip(needs, kw, strict=True)) >= grid * (1 - 1e-9)
+    bad = []
+    for i, n in enumerate(needs):
+        if n.energy_kwh <= 0.0 or kw[i] >= n.max_kw:
+            continue
+        later = [j for j, m in enumerate(needs) if rank[m.session_id] > rank[n.session_id]]
+        ok = grid_full and all(kw[j] == 0.0 for j in later)
+        for g in n.groups:
+            members = [j for j, m in enumerate(needs) if g in m.groups]
+            full = sum(kw[j] for j in members) >= site.groups[g].max_kw * (1 - 1e-9)
+            if full and all(kw[j] == 0.0 for j in members if j in later):
+                ok = True
+        if not ok:
+            bad.append(n.session_id)
+    return bad
+
+
+@st.composite
+def scarce_cases(draw: st.DrawFn):
+    caps = draw(st.lists(st.floats(0.0, 150.0), max_size=3))
+    grid = draw(st.one_of(st.just(math.inf), st.just(0.0), st.floats(0.0, 250.0)))
+    needs = []
+    for k in range(draw(st.integers(1, 10))):
+        groups = (
+            draw(st.lists(st.integers(0, len(caps) - 1), unique=True, max_size=2)) if caps else []
+        )
+        max_kw = draw(st.floats(0.0, 150.0))
+        hours = draw(st.sampled_from([0.5, 1.0, 3.0]) | st.floats(0.0, 12.0))
+        dep_h = draw(st.one_of(st.none(), st.sampled_from([1.0, 2.0, 5.0]), st.floats(-1.0, 30.0)))
+        needs.append(
+            SessionNeed(
+                f"s{k}",
+                max_kw,
+                draw(st.floats(0.85, 1.0)),
+                draw(st.one_of(st.just(0.0), st.just(max_kw * hours), st.floats(0.01, 100.0))),
+                None if dep_h is None else NOW + dep_h * H,
+                hours,
+                tuple(groups),
+            )
+        )
+    site = SiteSnapshot(grid, tuple(CapacityGroup(f"g{j}", c) for j, c in enumerate(caps)))
+    return site, needs
+
+
+def test_least_laxity_beats_earliest_departure_when_energy_needs_differ():
+    # "long" leaves later but has 0.5 h of slack; "short" leaves first with 0.75 h.
+    needs = [need("short", 50.0, 1.0, 0.25), need("long", 50.0, 2.0, 1.5)]
+    assert llf(SiteSnapshot(grid_kw=50.0), needs) == {"short": 0.0, "long": 50.0}
+    edf = allocate("earliest_departure_first", SiteSnapshot(grid_kw=50.0), needs, NOW)
+    assert edf.by_session(needs) == {"short": 50.0, "long": 0.0}
+
+
+def test_a_late_session_with_negative_laxity_comes_first():
+    needs = [need("relaxed", 30.0, 10.0, 1.0), need("late", 30.0, 1.0, 4.0)]
+    assert llf(SiteSnapshot(grid_kw=40.0), needs) == {"relaxed": 10.0, "late": 30.0}
+
+
+def test_unknown_departure_has_infinite_laxity():
+    needs = [need("unknown", 30.0, None, 20.0), need("lazy", 30.0, 40.0, 0.1)]
+    assert llf(SiteSnapshot(grid_kw=30.0), needs) == {"unknown": 0.0, "lazy": 30.0}
+
+
+def test_equal_laxity_is_ordered_by_session_id():
+    needs = [need("b", 30.0, 3.0, 1.0), need("a", 30.0, 2.5, 0.5)]
+    assert llf(SiteSnapshot(grid_kw=45.0), needs) == {"b": 15.0, "a": 30.0}
+
+
+def test_laxity_is_measured_from_now():
+    needs = [need("x", 30.0, 3.0, 1.0), need("y", 30.0, 5.0, 2.5)]
+    site = SiteSnapshot(grid_kw=30.0)
+    # Laxity x = 2.0 h, y = 2.5 h now; two hours later both shrink equally.
+    assert llf(site, needs) == {"x": 30.0, "y": 0.0}
+    later = allocate("least_laxity_first", site, needs, NOW + 2 * H).by_session(needs)
+    assert later == {"x": 30.0, "y": 0.0}
+
+
+def test_cabinet_limit_is_shared_by_laxity_and_spare_grid_goes_elsewhere():
+    site = SiteSnapshot(grid_kw=100.0, groups=(CapacityGroup("cab", 40.0),))
+    needs = [
+        need("cab_urgent", 30.0, 2.0, 1.9, groups=(0,)),
+        need("cab_relaxed", 30.0, 9.0, 1.0, groups=(0,)),
+        need("outside", 100.0, 20.0, 1.0),
+    ]
+    assert llf(site, needs) == pytest.approx(
+        {"cab_urgent": 30.0, "cab_relaxed": 10.0, "outside": 60.0}
+    )
+
+
+@given(case=scarce_cases())
+def test_least_laxity_first_is_a_work_conserving_priority_fill(case):
+    site, needs = case
+    kw = allocate("least_laxity_first", site, needs, NOW).kw
+    assert greedy_violations(site, needs, kw, laxity_key) == []
