@@ -1,0 +1,198 @@
+"""The ``depotsim`` command line.
+
+Commands: ``run`` (simulate a scenario and write tables, KPIs and plots), ``validate``
+(check a scenario file), ``report`` (KPI table and plots from a run directory) and
+``schema`` (the scenario JSON Schema). User mistakes (a bad scenario, an unwritable
+output directory) print one clear message and exit with status 2; a traceback means
+a bug.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from backend.errors import DepotsimError
+
+app = typer.Typer(
+    help="depotsim: simulate electric-fleet depots (chargers, grid limit, tariff) event by event.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+DEFAULT_SCENARIO = Path(__file__).resolve().parent / "scenarios" / "bus_depot.yaml"
+EXIT_USER_ERROR = 2
+
+
+def _fail(exc: DepotsimError) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+    return typer.Exit(EXIT_USER_ERROR)
+
+
+def _parse_sets(values: list[str] | None) -> dict[str, object]:
+    """Turn ``--set a.b=3`` options into override values (YAML scalars)."""
+    import yaml
+
+    overrides: dict[str, object] = {}
+    for item in values or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"expected PATH=VALUE, got {item!r}", param_hint="--set")
+        overrides[key.strip()] = yaml.safe_load(raw)
+    return overrides
+
+
+class _LazyProgress:
+    """A progress bar that only appears once a run has taken more than a moment."""
+
+    def __init__(self, label: str, delay_s: float = 1.5) -> None:
+        self.label = label
+        self.delay_s = delay_s
+        self.started = time.perf_counter()
+        self.bar: Progress | None = None
+        self.task = None
+
+    def __call__(self, fraction: float) -> None:
+        if self.bar is None:
+            if time.perf_counter() - self.started < self.delay_s or fraction >= 1.0:
+                return
+            self.bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                TextColumn("{task.percentage:>3.0f}%"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=err_console,
+                transient=True,
+            )
+            self.bar.start()
+            self.task = self.bar.add_task(self.label, total=1.0)
+        self.bar.update(self.task, completed=fraction)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+@app.command()
+def run(
+    scenario: Annotated[
+        Path | None, typer.Argument(help="Scenario file (YAML or JSON). Default: the bundled bus depot.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output directory (default runs/<name>).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (overrides the scenario).")] = None,
+    duration: Annotated[str | None, typer.Option(help="Horizon such as 7d, 30d, 365d (overrides).")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a field: --set chargers.dc150.count=30 (repeatable)."),
+    ] = None,
+    plots: Annotated[bool, typer.Option(help="Write PNG plots.")] = True,
+) -> None:
+    """Simulate a depot scenario; write Parquet tables, summary.json, run.json and plots."""
+    from sim.outputs import write_result
+    from sim.report import print_kpis
+    from sim.runner import run_scenario
+
+    path = scenario or DEFAULT_SCENARIO
+    progress = _LazyProgress(f"simulating {path.name}")
+    try:
+        overrides = _parse_sets(set_)
+        result = run_scenario(path, seed=seed, duration=duration, overrides=overrides, progress=progress)
+    except DepotsimError as exc:
+        raise _fail(exc) from None
+    finally:
+        progress.close()
+    target = out or Path("runs") / result.info.scenario
+    try:
+        write_result(result, target, plots=plots)
+    except DepotsimError as exc:
+        raise _fail(exc) from None
+    stats = result.stats
+    if stats is not None:
+        console.print(
+            f"[bold]{result.info.scenario}[/]: {result.info.vehicles} vehicles, {result.info.connectors} connectors, "
+            f"{result.summary.get('run_hours', 0) / 24:g} days, strategy {result.info.strategy} — "
+            f"simulated in {stats.wall_seconds:.2f} s ({stats.allocations:,} allocations)"
+        )
+    print_kpis(result.summary, console)
+    console.print(f"results written to [bold]{target}[/]")
+
+
+@app.command()
+def validate(scenario: Annotated[Path, typer.Argument(help="Scenario file (YAML or JSON).")]) -> None:
+    """Check a scenario file; list every invalid field and exit non-zero if any."""
+    from scenarios.loader import load_scenario
+
+    try:
+        loaded = load_scenario(scenario)
+    except DepotsimError as exc:
+        raise _fail(exc) from None
+    cfg = loaded.config
+    chargers = sum(g.count * g.connectors_per_charger for g in cfg.chargers.values())
+    vehicles = sum(g.count or 0 for g in cfg.fleet.groups.values()) + sum(
+        len({b.vehicle_id for b in blocks}) for blocks in loaded.dated_blocks.values()
+    )
+    console.print(
+        f"[green]ok[/] {scenario}: {cfg.name}, {vehicles} vehicles, {chargers} connectors, "
+        f"{cfg.duration.total_seconds() / 86400:g} days, strategy {cfg.charging.strategy}"
+    )
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A directory written by 'depotsim run'.")],
+    plots: Annotated[bool, typer.Option(help="Regenerate the PNG plots.")] = True,
+) -> None:
+    """Recompute the KPIs of a finished run, print them and regenerate its plots."""
+    from sim.kpis import compute_kpis
+    from sim.outputs import OutputError, load_run
+    from sim.plots import write_plots
+    from sim.report import print_kpis
+
+    try:
+        tables, info, _stored = load_run(run_dir)
+        summary = compute_kpis(tables, info)
+        if plots:
+            try:
+                written = write_plots(tables, info, run_dir)
+            except OSError as exc:
+                raise OutputError(f"cannot write plots to {run_dir}: {exc.strerror}") from None
+            console.print("plots: " + ", ".join(p.name for p in written))
+    except DepotsimError as exc:
+        raise _fail(exc) from None
+    print_kpis(summary, console)
+
+
+@app.command()
+def schema(
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to a file instead of stdout.")] = None,
+) -> None:
+    """Print the JSON Schema of scenario files (for editors and CI validation)."""
+    from scenarios.config import Scenario
+
+    text = json.dumps(Scenario.model_json_schema(), indent=2)
+    if out is None:
+        typer.echo(text)
+        return
+    try:
+        out.write_text(text + "\n", encoding="utf-8")
+    except OSError as exc:
+        err_console.print(f"[bold red]error:[/] cannot write {out}: {exc.strerror}")
+        raise typer.Exit(EXIT_USER_ERROR) from None
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
