@@ -212,7 +212,6 @@ def _resolve(config: Scenario, name: str, base_dir: Path) -> LoadedScenario:
     vehicles = _vehicle_ids(config, dated)
     chargers = {f"{gid}-{i + 1:02d}" for gid, g in config.chargers.items() for i in range(g.count)}
     offsets: list[float] = []
-    horizon = config.duration.total_seconds()
     for i, action in enumerate(config.actions):
         path = f"actions.{i}"
         offset = _action_offset(action.at, config)

@@ -237,7 +237,8 @@ class Engine:
         rec = self.recorder
         vid = v.spec.vehicle_id
         rec.vehicle(0.0, vid, v.soc, v.state, "start")
-        if v.spec.trips and v.spec.trips[0].pull_out > ops.plug_in_delay_minutes * 60.0:
+        if not v.spec.trips or v.spec.trips[0].pull_out > ops.plug_in_delay_minutes * 60.0:
+            # every vehicle starts parked in the depot and queues for a connector
             yield env.timeout(ops.plug_in_delay_minutes * 60.0)
             self._enqueue(v)
         trips = v.spec.trips

@@ -136,9 +136,7 @@ def test_parse_time_of_day_accepts(text: Any, minutes: int) -> None:
     assert parse_time_of_day(text) == minutes
 
 
-@pytest.mark.parametrize(
-    "text", ["24:60", "48:00", "99:00", "5.30", "05:3", "", "noon", "05:30:00", True, -1, 2880]
-)
+@pytest.mark.parametrize("text", ["24:60", "48:00", "99:00", "5.30", "05:3", "", "noon", "05:30:00", True, -1, 2880])
 def test_parse_time_of_day_rejects(text: Any) -> None:
     with pytest.raises(ValueError, match="time of day"):
         parse_time_of_day(text)
@@ -154,9 +152,7 @@ def test_time_of_day_serialises_as_hh_mm() -> None:
 
 
 def schedule(*blocks: tuple[str, str]) -> DailySchedule:
-    return DailySchedule.model_validate(
-        {"blocks": [{"pull_out": o, "pull_in": i, "km": 50} for o, i in blocks]}
-    )
+    return DailySchedule.model_validate({"blocks": [{"pull_out": o, "pull_in": i, "km": 50} for o, i in blocks]})
 
 
 def test_daily_schedule_accepts_ordered_blocks_and_overnight_return() -> None:
@@ -475,10 +471,7 @@ def test_readme_documents_every_field_and_strategy() -> None:
         cfg.VehicleLate,
     ]  # fmt: skip
     missing = [
-        f"{model.__name__}.{name}"
-        for model in models
-        for name in model.model_fields
-        if f"`{name}`" not in readme
+        f"{model.__name__}.{name}" for model in models for name in model.model_fields if f"`{name}`" not in readme
     ]
     assert missing == []
     for name in (*STRATEGIES, "charger_fault", "charger_repair", "site_limit", "vehicle_late"):

@@ -67,7 +67,7 @@ def test_bundled_scenario_loads(path: Path) -> None:
     assert loaded.config.name == path.stem
     assert len(loaded.action_offsets) == len(loaded.config.actions)
     horizon = loaded.config.duration.total_seconds()
-    assert all(0 <= off <= horizon for off in loaded.action_offsets)
+    assert all(0 <= off <= horizon for off in loaded.action_offsets)  # all happen in the run
     assert loaded.config.site.grid_kw is not None  # all examples are grid-limited
 
 
@@ -174,9 +174,7 @@ def test_missing_section(tmp_path: Path) -> None:
     path = write_yaml(tmp_path, data)
     err = load_error(path)
     assert err.file == str(path)
-    assert [(p.path, p.expected, p.has_got) for p in err.problems] == [
-        ("site", "required field is missing", False)
-    ]
+    assert [(p.path, p.expected, p.has_got) for p in err.problems] == [("site", "required field is missing", False)]
     assert str(err) == f"{path}: site: required field is missing"
 
 
@@ -194,9 +192,7 @@ def test_negative_battery_message_format(tmp_path: Path) -> None:
     data = bus_dict()
     data["fleet"]["vehicle_types"]["ebus_12m"]["battery_kwh"] = -5
     path = write_yaml(tmp_path, data)
-    assert str(load_error(path)) == (
-        f"{path}: fleet.vehicle_types.ebus_12m.battery_kwh: must be > 0, got -5"
-    )
+    assert str(load_error(path)) == (f"{path}: fleet.vehicle_types.ebus_12m.battery_kwh: must be > 0, got -5")
 
 
 def test_unknown_strategy(tmp_path: Path) -> None:
@@ -230,9 +226,7 @@ def test_vehicle_type_must_exist(tmp_path: Path) -> None:
     data = bus_dict()
     data["fleet"]["groups"]["peak"]["vehicle_type"] = "ebus_18m"
     err = load_error(write_yaml(tmp_path, data))
-    assert err.problems == [
-        FieldProblem("fleet.groups.peak.vehicle_type", "expected one of ['ebus_12m']", "ebus_18m")
-    ]
+    assert err.problems == [FieldProblem("fleet.groups.peak.vehicle_type", "expected one of ['ebus_12m']", "ebus_18m")]
 
 
 def test_action_naming_unknown_charger(tmp_path: Path) -> None:
@@ -255,14 +249,32 @@ def test_action_naming_unknown_vehicle(tmp_path: Path) -> None:
     assert load_scenario(write_yaml(tmp_path, data)).action_offsets == (86400.0,)
 
 
-@pytest.mark.parametrize("at", ["8d", "7d1s", "2025-06-01T23:00:00", "2025-06-09T00:00:01"])
-def test_action_outside_the_horizon(tmp_path: Path, at: str) -> None:
+@pytest.mark.parametrize(
+    "at",
+    [
+        "2025-06-01T23:00:00",  # local time, one hour before the start
+        "2025-06-02T06:59:59+00:00",  # 23:59:59 the day before in Los Angeles
+        "2025-05-01",
+    ],
+)
+def test_action_before_the_start(tmp_path: Path, at: str) -> None:
     data = bus_dict()
     data["actions"] = [{"at": at, "type": "site_limit", "grid_kw": 1000}]
     err = load_error(write_yaml(tmp_path, data))
-    assert err.problems == [
-        FieldProblem("actions.0.at", "must fall inside the simulated period", at)
-    ]
+    assert err.problems == [FieldProblem("actions.0.at", "must not be before the start", at)]
+
+
+@pytest.mark.parametrize(
+    ("at", "offset"),
+    [("0s", 0.0), ("7d", 7 * 86400.0), ("8d", 8 * 86400.0), ("2025-06-09T00:00:01", 7 * 86400.0 + 1)],
+)
+def test_action_at_or_after_the_end_is_kept(tmp_path: Path, at: str, offset: float) -> None:
+    # after the end is allowed: a shorter --duration simply never reaches the action
+    data = bus_dict()
+    data["actions"] = [{"at": at, "type": "site_limit", "grid_kw": 1000}]
+    path = write_yaml(tmp_path, data)
+    assert load_scenario(path).action_offsets == (offset,)
+    assert load_scenario(path, {"duration": "1d"}).action_offsets == (offset,)
 
 
 def test_action_time_that_is_neither_iso_nor_offset(tmp_path: Path) -> None:
@@ -352,7 +364,7 @@ def test_reference_errors_are_reported_together(tmp_path: Path) -> None:
     data = bus_dict()
     data["fleet"]["groups"]["peak"]["vehicle_type"] = "tram"
     data["actions"] = [
-        {"at": "9d", "type": "charger_fault", "charger": "dc999-01"},
+        {"at": "2025-06-01T12:00:00", "type": "charger_fault", "charger": "dc999-01"},
         {"at": "1d", "type": "vehicle_late", "vehicle": "ghost", "delay": "1h"},
     ]
     err = load_error(write_yaml(tmp_path, data))
@@ -397,9 +409,7 @@ def test_csv_blocks_are_read_sorted_and_counted(tmp_path: Path) -> None:
 def test_bad_csv_row_reports_its_line(tmp_path: Path) -> None:
     path = csv_scenario(
         tmp_path,
-        CSV_HEADER
-        + "x-1,2025-06-02T06:00:00,2025-06-02T10:00:00,50,\n"
-        + "x-1,yesterday,2025-06-02T18:00:00,50,\n",
+        CSV_HEADER + "x-1,2025-06-02T06:00:00,2025-06-02T10:00:00,50,\n" + "x-1,yesterday,2025-06-02T18:00:00,50,\n",
     )
     err = load_error(path)
     assert err.file == str(path)
@@ -469,13 +479,9 @@ def test_overlapping_csv_blocks(tmp_path: Path) -> None:
 
 
 def test_csv_count_must_match_vehicle_ids(tmp_path: Path) -> None:
-    path = csv_scenario(
-        tmp_path, CSV_HEADER + "x-1,2025-06-02T06:00:00,2025-06-02T10:00:00,50,\n", count=3
-    )
+    path = csv_scenario(tmp_path, CSV_HEADER + "x-1,2025-06-02T06:00:00,2025-06-02T10:00:00,50,\n", count=3)
     err = load_error(path)
-    assert err.problems == [
-        FieldProblem("fleet.groups.peak.count", "must equal the 1 vehicle ids in blocks_csv", 3)
-    ]
+    assert err.problems == [FieldProblem("fleet.groups.peak.count", "must equal the 1 vehicle ids in blocks_csv", 3)]
 
 
 def test_empty_or_missing_csv(tmp_path: Path) -> None:
@@ -497,9 +503,7 @@ def test_csv_vehicle_ids_can_be_named_by_actions(tmp_path: Path) -> None:
 
 
 def test_pv_csv_profile(tmp_path: Path) -> None:
-    (tmp_path / "pv.csv").write_text(
-        "time,kw\n2025-01-01T12:00:00,80\n2025-01-01T01:00:00,0\n", encoding="utf-8"
-    )
+    (tmp_path / "pv.csv").write_text("time,kw\n2025-01-01T12:00:00,80\n2025-01-01T01:00:00,0\n", encoding="utf-8")
     data = bus_dict()
     data["site"]["pv"] = {"peak_kw": 100, "csv": "pv.csv"}
     loaded = load_scenario(write_yaml(tmp_path, data))
