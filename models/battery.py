@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _EPS = 1e-12
 
@@ -31,6 +31,23 @@ class ChargeCurve:
 
     socs: tuple[float, ...]
     kws: tuple[float, ...]
+    _lines: tuple[tuple[float, float], ...] = field(init=False, repr=False, compare=False)
+    _unit_hours: tuple[float, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Per piece: the line (a, b); and the hours per kWh of capacity needed to reach
+        # each breakpoint from SoC 0 at full curve power. Both make the hot-path queries
+        # (power at SoC, time to target) O(log pieces) instead of a walk over the curve.
+        lines = []
+        for i in range(len(self.socs) - 1):
+            s0, s1, k0, k1 = self.socs[i], self.socs[i + 1], self.kws[i], self.kws[i + 1]
+            b = (k1 - k0) / (s1 - s0)
+            lines.append((k0 - b * s0, b))
+        hours = [0.0]
+        for i, (a, b) in enumerate(lines):
+            hours.append(hours[-1] + _curve_hours(a, b, self.socs[i], self.socs[i + 1], 1.0))
+        object.__setattr__(self, "_lines", tuple(lines))
+        object.__setattr__(self, "_unit_hours", tuple(hours))
 
     @classmethod
     def two_stage(cls, max_kw: float, transition_soc: float = 0.8, end_fraction: float = 0.1) -> ChargeCurve:
@@ -62,16 +79,23 @@ class ChargeCurve:
 
     def _line(self, i: int) -> tuple[float, float]:
         """Intercept a and slope b of piece i: curve(s) = a + b*s."""
-        s0, s1 = self.socs[i], self.socs[i + 1]
-        k0, k1 = self.kws[i], self.kws[i + 1]
-        b = (k1 - k0) / (s1 - s0)
-        return k0 - b * s0, b
+        return self._lines[i]
 
     def kw_at(self, soc: float) -> float:
         """The most kW the battery accepts at ``soc``."""
-        i = self._piece(soc)
-        a, b = self._line(i)
+        a, b = self._lines[self._piece(soc)]
         return max(a + b * soc, 0.0)
+
+    def full_power_hours(self, soc0: float, soc1: float, capacity_kwh: float) -> float:
+        """Exact hours from soc0 to soc1 at full curve power (no other limit)."""
+        if soc1 <= soc0:
+            return 0.0
+        return (self._hours_from_zero(soc1) - self._hours_from_zero(soc0)) * capacity_kwh
+
+    def _hours_from_zero(self, soc: float) -> float:
+        i = self._piece(soc)
+        a, b = self._lines[i]
+        return self._unit_hours[i] + _curve_hours(a, b, self.socs[i], soc, 1.0)
 
     def hours_between(self, soc0: float, soc1: float, limit_kw: float, capacity_kwh: float) -> float:
         """Exact hours to charge from soc0 to soc1 at ``min(limit_kw, curve)``.
@@ -138,11 +162,13 @@ def _curve_hours(a: float, b: float, s0: float, s1: float, capacity: float) -> f
         return math.inf if s1 > s0 else 0.0
     if abs(b) < 1e-12:
         return (s1 - s0) * capacity / p0
-    return capacity / b * math.log(p1 / p0)
+    # log1p: ln(p1/p0) without cancellation when the piece is almost flat (p1 ~ p0)
+    return capacity / b * math.log1p(b * (s1 - s0) / p0)
 
 
 def _curve_soc(a: float, b: float, s0: float, hours: float, capacity: float) -> float:
     """SoC after ``hours`` when power equals a + b*s: exponential approach."""
     if abs(b) < 1e-12:
         return s0 + hours * a / capacity
-    return (s0 + a / b) * math.exp(b * hours / capacity) - a / b
+    # = (s0 + a/b) * exp(b*hours/capacity) - a/b, without cancellation when |a/b| >> s0
+    return s0 + (a + b * s0) / b * math.expm1(b * hours / capacity)

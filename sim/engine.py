@@ -81,7 +81,8 @@ class Session:
 
     __slots__ = (
         "sid", "vehicle", "connector", "charger", "curve", "cap", "eff", "target", "t0", "soc",
-        "limit", "power", "mode", "a", "b", "alloc_power", "next_t", "crit_soc", "plug_in", "soc_in",
+        "limit", "power", "mode", "a", "b", "piece", "hours_soc", "hours_left", "target_hours", "max_kw",
+        "alloc_power", "next_t", "crit_soc", "plug_in", "soc_in",
         "kwh", "queued_at", "seg_kwh",
     )  # fmt: skip
 
@@ -102,6 +103,12 @@ class Session:
         self.mode = 0
         self.a = 0.0
         self.b = 0.0
+        self.piece = 0
+        self.hours_soc = math.nan
+        self.hours_left = 0.0
+        self.max_kw = 0.0
+        # hours per kWh of capacity from SoC 0 to the target at full curve power (fixed)
+        self.target_hours = curve._hours_from_zero(target)
         self.alloc_power = 0.0
         self.next_t = math.inf
         self.crit_soc = math.inf
@@ -212,7 +219,7 @@ class Engine:
                         rng = np.random.default_rng(self._fault_rng.integers(2**63))
                         env.process(self._fault_process(charger, group.faults.mtbf_hours, group.faults.mttr_hours, rng))
         for conn in self.connectors:
-            self.recorder.event(0.0, "connector_status", None, conn.charger.charger_id, conn.connector_id, detail=str(conn.status))
+            self.recorder.event(0.0, "connector_status", None, conn.charger.charger_id, conn.connector_id, detail=conn.status.value)
         self._request(alloc=True)
         steps = 100 if self.progress else 1
         for k in range(1, steps + 1):
@@ -427,7 +434,7 @@ class Engine:
         check_transition(conn.status, status)
         conn.status = status
         self.recorder.event(
-            self.env.now, "connector_status", conn.vehicle, conn.charger.charger_id, conn.connector_id, detail=str(status)
+            self.env.now, "connector_status", conn.vehicle, conn.charger.charger_id, conn.connector_id, detail=status.value
         )
 
     def _curve_for(self, v: VehicleState, conn: Connector) -> ChargeCurve:
@@ -586,16 +593,24 @@ class Engine:
         needs: list[SessionNeed] = []
         epoch = self.epoch_s
         for s in self.sessions:
-            if s.soc < s.target - _EPS_SOC and not s.charger.faulted:
-                max_kw = s.curve.kw_at(s.soc)
+            soc = s.soc
+            if soc < s.target - _EPS_SOC and not s.charger.faulted:
+                curve = s.curve
+                if soc != s.hours_soc:  # suspended sessions keep their SoC: reuse the figure
+                    piece = s.piece = curve._piece(soc)
+                    a, b = curve._lines[piece]
+                    s.hours_soc = soc
+                    s.hours_left = s.target_hours - curve._unit_hours[piece] - _curve_hours(
+                        a, b, curve.socs[piece], soc, 1.0
+                    )
+                    s.max_kw = max(a + b * soc, 0.0)
                 dep = s.vehicle.next_departure
                 needs.append(SessionNeed(
-                    s.sid, max_kw, s.eff, (s.target - s.soc) * s.cap,
-                    epoch + dep if dep is not None else None,
-                    s.curve.hours_between(s.soc, s.target, math.inf, s.cap), s.charger.group_ids,
+                    s.sid, s.max_kw, s.eff, (s.target - soc) * s.cap,
+                    epoch + dep if dep is not None else None, s.hours_left * s.cap, s.charger.group_ids,
                 ))  # fmt: skip
                 charging.append(s)
-            else:
+            elif s.mode or s.next_t != math.inf or s.connector.status is not S.SUSPENDED_EV:
                 self._set_power(s, 0.0, now)
         grid = site.limit_kw - site.base_kw + site.pv_kw
         if self.battery is not None:
@@ -638,8 +653,8 @@ class Engine:
             s.alloc_power = 0.0
             return
         curve = s.curve
-        i = curve._piece(soc)
-        a, b = curve._line(i)
+        i = s.piece
+        a, b = curve._lines[i]
         at_curve = a + b * soc
         end = curve.socs[i + 1]
         crit = s.target

@@ -9,6 +9,7 @@ float seconds after the start while running and become UTC timestamps in
 from __future__ import annotations
 
 import math
+from array import array
 from datetime import datetime
 
 import numpy as np
@@ -22,14 +23,21 @@ class Recorder:
         self.epoch = pd.Timestamp(epoch).tz_convert("UTC")
         # power: open value and open-since per series, closed segments in columns
         self._open: dict[str, tuple[float, float]] = {}
-        self.p_start: list[float] = []
-        self.p_end: list[float] = []
+        # compact float arrays: a year of a large depot has millions of segments
+        self.p_start = array("d")
+        self.p_end = array("d")
         self.p_series: list[str] = []
-        self.p_value: list[float] = []
+        self.p_value = array("d")
         self.sessions: list[tuple] = []
         self.vehicles: list[tuple] = []
         self.departures: list[tuple] = []
-        self.events: list[tuple] = []
+        self.e_time = array("d")
+        self.e_value = array("d")
+        self.e_kind: list[str] = []
+        self.e_vehicle: list[str | None] = []
+        self.e_charger: list[str | None] = []
+        self.e_connector: list[str | None] = []
+        self.e_detail: list[str] = []
 
     # --- power -----------------------------------------------------------------------
     def level(self, series: str, t: float, value: float) -> None:
@@ -70,7 +78,13 @@ class Recorder:
         value: float = math.nan,
         detail: str = "",
     ) -> None:
-        self.events.append((t, kind, vehicle, charger, connector, value, detail))
+        self.e_time.append(t)
+        self.e_kind.append(kind)
+        self.e_vehicle.append(vehicle)
+        self.e_charger.append(charger)
+        self.e_connector.append(connector)
+        self.e_value.append(value)
+        self.e_detail.append(detail)
 
     def vehicle(self, t: float, vehicle_id: str, soc: float, state: str, event: str) -> None:
         self.vehicles.append((t, vehicle_id, soc, state, event))
@@ -85,10 +99,10 @@ class Recorder:
         """Build the result tables (schemas in docs/outputs.md)."""
         power = pd.DataFrame(
             {
-                "start": self._ts(self.p_start),
-                "end": self._ts(self.p_end),
-                "series": pd.Series(self.p_series, dtype="string"),
-                "value": pd.Series(self.p_value, dtype="float64"),
+                "start": self._ts(np.frombuffer(self.p_start, dtype="float64")),
+                "end": self._ts(np.frombuffer(self.p_end, dtype="float64")),
+                "series": pd.Series(self.p_series, dtype="category"),
+                "value": pd.Series(np.frombuffer(self.p_value, dtype="float64"), dtype="float64"),
             }
         )
         power = power.sort_values(["series", "start"], kind="stable").reset_index(drop=True)
@@ -120,12 +134,16 @@ class Recorder:
         for col in ("vehicle_id", "status"):
             departures[col] = departures[col].astype("string")
         events = pd.DataFrame(
-            self.events, columns=["time", "kind", "vehicle_id", "charger_id", "connector_id", "value", "detail"]
+            {
+                "time": self._ts(np.frombuffer(self.e_time, dtype="float64")),
+                "kind": pd.Series(self.e_kind, dtype="string"),
+                "vehicle_id": pd.Series(self.e_vehicle, dtype="string"),
+                "charger_id": pd.Series(self.e_charger, dtype="string"),
+                "connector_id": pd.Series(self.e_connector, dtype="string"),
+                "value": pd.Series(np.frombuffer(self.e_value, dtype="float64"), dtype="float64"),
+                "detail": pd.Series(self.e_detail, dtype="string"),
+            }
         )
-        events["time"] = self._ts(events["time"].astype("float64").to_numpy())
-        for col in ("kind", "vehicle_id", "charger_id", "connector_id", "detail"):
-            events[col] = events[col].astype("string")
-        events["value"] = events["value"].astype("float64")
         return {
             "sessions": sessions,
             "power": power,

@@ -37,12 +37,7 @@ REL = 1e-9
 @st.composite
 def sites_and_needs(draw: st.DrawFn) -> tuple[SiteSnapshot, tuple[SessionNeed, ...]]:
     """Random sites (groups, grid incl. inf/0/negative, TOU prices) and sessions."""
-    caps = draw(
-        st.lists(st.one_of(st.just(0.0), st.just(math.inf), st.floats(0.0, 200.0)), max_size=4)
-    )
-    grid = draw(
-        st.one_of(st.just(math.inf), st.just(0.0), st.floats(-50.0, 0.0), st.floats(0.0, 400.0))
-    )
+    caps = draw(st.lists(st.one_of(st.just(0.0), st.just(math.inf), st.floats(0.0, 200.0)), max_size=4))
     n = draw(st.integers(0, 10))
     ids = draw(st.permutations([f"s{k:02d}" for k in range(n)]))
     needs = []
@@ -50,11 +45,7 @@ def sites_and_needs(draw: st.DrawFn) -> tuple[SiteSnapshot, tuple[SessionNeed, .
         max_kw = draw(st.one_of(st.just(0.0), st.floats(0.0, 150.0)))
         energy = draw(st.one_of(st.just(0.0), st.floats(-5.0, 0.0), st.floats(0.01, 120.0)))
         hours = energy / max_kw * draw(st.floats(1.0, 1.5)) if max_kw > 0 and energy > 0 else 0.0
-        groups = (
-            tuple(draw(st.lists(st.integers(0, len(caps) - 1), unique=True, max_size=2)))
-            if caps
-            else ()
-        )
+        groups = tuple(draw(st.lists(st.integers(0, len(caps) - 1), unique=True, max_size=2))) if caps else ()
         needs.append(
             SessionNeed(
                 session_id=sid,
@@ -66,6 +57,17 @@ def sites_and_needs(draw: st.DrawFn) -> tuple[SiteSnapshot, tuple[SessionNeed, .
                 groups=groups,
             )
         )
+    # A grid near the summed demand makes the grid, not the sessions, bind.
+    near = sum(n.max_kw for n in needs) * draw(st.floats(0.3, 1.1))
+    grid = draw(
+        st.one_of(
+            st.just(math.inf),
+            st.just(0.0),
+            st.just(near),
+            st.floats(-50.0, 0.0),
+            st.floats(0.0, 400.0),
+        )
+    )
     prices: list[tuple[float, float]] = []
     if draw(st.booleans()):
         start = NOW - draw(st.floats(0.0, 3600.0))
@@ -175,9 +177,7 @@ def test_every_strategy_is_deterministic_and_ignores_the_listing_order(name, cas
         assert got[sid] == pytest.approx(k, rel=1e-9, abs=1e-9)
 
 
-@pytest.mark.parametrize(
-    "name", ["uncontrolled", "equal_share", "earliest_departure_first", "least_laxity_first"]
-)
+@pytest.mark.parametrize("name", ["uncontrolled", "equal_share", "earliest_departure_first", "least_laxity_first"])
 @given(case=sites_and_needs())
 def test_work_conserving_strategies_leave_no_usable_power_idle(name, case):
     site, needs = case

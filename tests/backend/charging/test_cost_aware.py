@@ -36,9 +36,7 @@ def cases(draw: st.DrawFn):
     caps = draw(st.lists(st.floats(0.0, 150.0), max_size=3))
     needs = []
     for k in range(draw(st.integers(1, 10))):
-        groups = (
-            draw(st.lists(st.integers(0, len(caps) - 1), unique=True, max_size=2)) if caps else []
-        )
+        groups = draw(st.lists(st.integers(0, len(caps) - 1), unique=True, max_size=2)) if caps else []
         max_kw = draw(st.floats(0.0, 150.0))
         hours = draw(st.floats(0.0, 12.0))
         dep = draw(st.one_of(st.none(), st.floats(now - H, now + 40 * H)))
@@ -53,7 +51,9 @@ def cases(draw: st.DrawFn):
                 tuple(groups),
             )
         )
-    grid = draw(st.one_of(st.just(math.inf), st.just(0.0), st.floats(0.0, 300.0)))
+    # A grid near the summed demand makes the grid, not the sessions, bind.
+    near = sum(n.max_kw for n in needs) * draw(st.floats(0.3, 1.1))
+    grid = draw(st.one_of(st.just(math.inf), st.just(0.0), st.just(near), st.floats(0.0, 300.0)))
     return (
         SiteSnapshot(grid, tuple(CapacityGroup(f"g{j}", c) for j, c in enumerate(caps))),
         needs,
@@ -81,6 +81,11 @@ def test_close_departure_charges_even_when_expensive():
     # 30 kWh at 11 kW needs 2.73 h * 1.1 + 0.25 h = 3.25 h but only 2 h are left.
     needs = [bus("must_run", 30.0, BASE + 12 * H)]
     assert run(needs, now=BASE + 10 * H) == {"must_run": 11.0}
+
+
+def test_overdue_vehicle_charges_even_when_expensive():
+    needs = [bus("overdue", 30.0, BASE + 9 * H)]
+    assert run(needs, now=BASE + 10 * H) == {"overdue": 11.0}
 
 
 def test_session_needing_more_than_the_cheap_hours_starts_now():
@@ -117,6 +122,11 @@ def test_a_waiting_session_does_not_take_power_from_an_eligible_one():
     assert llf == {"soon": 11.0, "bulk": 0.0}
 
 
+def test_grid_limit_counts_charger_losses():
+    needs = [bus("lossy", 44.0, BASE + 12 * H, max_kw=44.0, eff=0.9)]
+    assert run(needs, now=BASE + 10 * H, grid_kw=45.0) == {"lossy": 45.0 * 0.9}
+
+
 def test_eligible_sessions_share_the_grid_by_laxity():
     needs = [bus("tight", 30.0, BASE + 12 * H), bus("looser", 30.0, BASE + 13 * H)]
     assert run(needs, now=BASE + 10 * H, grid_kw=15.0) == {"tight": 11.0, "looser": 4.0}
@@ -125,18 +135,14 @@ def test_eligible_sessions_share_the_grid_by_laxity():
 @given(case=cases())
 def test_without_prices_cost_aware_equals_least_laxity_first(case):
     site, needs, now = case
-    assert allocate("cost_aware", site, needs, now) == allocate(
-        "least_laxity_first", site, needs, now
-    )
+    assert allocate("cost_aware", site, needs, now) == allocate("least_laxity_first", site, needs, now)
 
 
 @given(case=cases(), price=st.floats(0.0, 1.0))
 def test_with_a_flat_price_cost_aware_equals_least_laxity_first(case, price):
     site, needs, now = case
     flat = SiteSnapshot(site.grid_kw, site.groups, ((BASE - DAY, price), (BASE + DAY, price)))
-    assert allocate("cost_aware", flat, needs, now) == allocate(
-        "least_laxity_first", site, needs, now
-    )
+    assert allocate("cost_aware", flat, needs, now) == allocate("least_laxity_first", site, needs, now)
 
 
 def reference_eligible(site: SiteSnapshot, needs, now: float) -> list[bool]:
@@ -148,9 +154,7 @@ def reference_eligible(site: SiteSnapshot, needs, now: float) -> list[bool]:
         if n.energy_kwh <= 0 or n.max_kw <= 0:
             result.append(False)
             continue
-        rate = (
-            n.max_kw if grid == math.inf else min(n.max_kw, grid * n.efficiency * n.max_kw / total)
-        )
+        rate = n.max_kw if grid == math.inf else min(n.max_kw, grid * n.efficiency * n.max_kw / total)
         hours = max(n.energy_kwh / rate, n.hours_to_target) if rate > 0 else math.inf
         needed_s = (hours * 1.1 + 0.25) * H
         end = now + DAY if n.departure_s is None else n.departure_s
@@ -192,11 +196,7 @@ def test_cost_aware_charges_exactly_the_eligible_sessions_in_laxity_order(case):
     # Least laxity first with the ineligible sessions' energy zeroed is the
     # specified fill: ineligible sessions get 0, the rest are served by laxity.
     held_back = [
-        n
-        if ok
-        else SessionNeed(
-            n.session_id, n.max_kw, n.efficiency, 0.0, n.departure_s, n.hours_to_target, n.groups
-        )
+        n if ok else SessionNeed(n.session_id, n.max_kw, n.efficiency, 0.0, n.departure_s, n.hours_to_target, n.groups)
         for n, ok in zip(needs, eligible, strict=True)
     ]
     expected = allocate("least_laxity_first", site, held_back, now)

@@ -14,9 +14,7 @@ NOW = 1_700_000_000.0
 H = 3600.0
 
 
-def need(
-    sid: str, max_kw: float, dep_h: float | None, groups: tuple[int, ...] = (), eff: float = 1.0
-):
+def need(sid: str, max_kw: float, dep_h: float | None, groups: tuple[int, ...] = (), eff: float = 1.0):
     departure = None if dep_h is None else NOW + dep_h * H
     return SessionNeed(sid, max_kw, eff, 40.0, departure, 1.0, groups)
 
@@ -57,12 +55,9 @@ def greedy_violations(site: SiteSnapshot, needs, kw, key) -> list[str]:
 @st.composite
 def scarce_cases(draw: st.DrawFn):
     caps = draw(st.lists(st.floats(0.0, 150.0), max_size=3))
-    grid = draw(st.one_of(st.just(math.inf), st.just(0.0), st.floats(0.0, 250.0)))
     needs = []
     for k in range(draw(st.integers(1, 10))):
-        groups = (
-            draw(st.lists(st.integers(0, len(caps) - 1), unique=True, max_size=2)) if caps else []
-        )
+        groups = draw(st.lists(st.integers(0, len(caps) - 1), unique=True, max_size=2)) if caps else []
         dep_h = draw(st.one_of(st.none(), st.sampled_from([1.0, 2.0, 5.0]), st.floats(-1.0, 30.0)))
         needs.append(
             SessionNeed(
@@ -75,6 +70,9 @@ def scarce_cases(draw: st.DrawFn):
                 tuple(groups),
             )
         )
+    # A grid near the summed demand makes the grid, not the sessions, bind.
+    near = sum(n.max_kw for n in needs) * draw(st.floats(0.3, 1.1))
+    grid = draw(st.one_of(st.just(math.inf), st.just(0.0), st.just(near), st.floats(0.0, 250.0)))
     site = SiteSnapshot(grid, tuple(CapacityGroup(f"g{j}", c) for j, c in enumerate(caps)))
     return site, needs
 
@@ -105,8 +103,10 @@ def test_a_full_cabinet_passes_over_to_sessions_outside_it():
 
 
 def test_grid_limit_is_applied_on_the_input_side():
-    needs = [need("a", 100.0, 1.0, eff=0.9)]
-    assert edf(SiteSnapshot(grid_kw=45.0), needs)["a"] == pytest.approx(40.5)
+    # 44 kW output fits under 45 kW but draws 48.9 kW from the grid at 90 %.
+    for max_kw in (100.0, 44.0):
+        needs = [need("a", max_kw, 1.0, eff=0.9), need("b", 10.0, 2.0)]
+        assert edf(SiteSnapshot(grid_kw=45.0), needs) == pytest.approx({"a": 40.5, "b": 0.0})
 
 
 @given(case=scarce_cases())

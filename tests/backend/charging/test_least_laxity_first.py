@@ -53,12 +53,9 @@ def greedy_violations(site: SiteSnapshot, needs, kw, key) -> list[str]:
 @st.composite
 def scarce_cases(draw: st.DrawFn):
     caps = draw(st.lists(st.floats(0.0, 150.0), max_size=3))
-    grid = draw(st.one_of(st.just(math.inf), st.just(0.0), st.floats(0.0, 250.0)))
     needs = []
     for k in range(draw(st.integers(1, 10))):
-        groups = (
-            draw(st.lists(st.integers(0, len(caps) - 1), unique=True, max_size=2)) if caps else []
-        )
+        groups = draw(st.lists(st.integers(0, len(caps) - 1), unique=True, max_size=2)) if caps else []
         max_kw = draw(st.floats(0.0, 150.0))
         hours = draw(st.sampled_from([0.5, 1.0, 3.0]) | st.floats(0.0, 12.0))
         dep_h = draw(st.one_of(st.none(), st.sampled_from([1.0, 2.0, 5.0]), st.floats(-1.0, 30.0)))
@@ -73,6 +70,9 @@ def scarce_cases(draw: st.DrawFn):
                 tuple(groups),
             )
         )
+    # A grid near the summed demand makes the grid, not the sessions, bind.
+    near = sum(n.max_kw for n in needs) * draw(st.floats(0.3, 1.1))
+    grid = draw(st.one_of(st.just(math.inf), st.just(0.0), st.just(near), st.floats(0.0, 250.0)))
     site = SiteSnapshot(grid, tuple(CapacityGroup(f"g{j}", c) for j, c in enumerate(caps)))
     return site, needs
 
@@ -116,9 +116,13 @@ def test_cabinet_limit_is_shared_by_laxity_and_spare_grid_goes_elsewhere():
         need("cab_relaxed", 30.0, 9.0, 1.0, groups=(0,)),
         need("outside", 100.0, 20.0, 1.0),
     ]
-    assert llf(site, needs) == pytest.approx(
-        {"cab_urgent": 30.0, "cab_relaxed": 10.0, "outside": 60.0}
-    )
+    assert llf(site, needs) == pytest.approx({"cab_urgent": 30.0, "cab_relaxed": 10.0, "outside": 60.0})
+
+
+def test_grid_limit_is_applied_on_the_input_side():
+    lossy = SessionNeed("lossy", 44.0, 0.9, 44.0, NOW + H, 1.0)
+    needs = [lossy, need("b", 10.0, 5.0, 1.0)]
+    assert llf(SiteSnapshot(grid_kw=45.0), needs) == pytest.approx({"lossy": 40.5, "b": 0.0})
 
 
 @given(case=scarce_cases())

@@ -26,9 +26,7 @@ def cases(draw: st.DrawFn):
     caps = draw(st.lists(st.one_of(st.just(0.0), st.floats(0.0, 150.0)), max_size=4))
     needs = []
     for k in range(draw(st.integers(0, 10))):
-        groups = (
-            draw(st.lists(st.integers(0, len(caps) - 1), unique=True, max_size=2)) if caps else []
-        )
+        groups = draw(st.lists(st.integers(0, len(caps) - 1), unique=True, max_size=2)) if caps else []
         needs.append(
             SessionNeed(
                 f"s{k}",
@@ -40,7 +38,9 @@ def cases(draw: st.DrawFn):
                 tuple(groups),
             )
         )
-    grid = draw(st.one_of(st.just(math.inf), st.just(0.0), st.floats(-10.0, 300.0)))
+    # A grid near the summed demand makes the grid, not the sessions, bind.
+    near = sum(n.max_kw for n in needs) * draw(st.floats(0.3, 1.1))
+    grid = draw(st.one_of(st.just(math.inf), st.just(0.0), st.just(near), st.floats(-10.0, 300.0)))
     return SiteSnapshot(grid, tuple(CapacityGroup(f"g{j}", c) for j, c in enumerate(caps))), needs
 
 
@@ -64,18 +64,14 @@ def test_a_shared_charger_inside_a_cabinet_limits_its_connectors():
     groups = (CapacityGroup("charger", 50.0), CapacityGroup("cabinet", 90.0))
     needs = [need("c1", 50.0, (0, 1)), need("c2", 50.0, (0, 1)), need("other", 50.0, (1,))]
     # Charger caps c1 + c2 at 50 (25 each); the cabinet has 40 left for "other".
-    assert run(SiteSnapshot(math.inf, groups), needs) == pytest.approx(
-        {"c1": 25.0, "c2": 25.0, "other": 40.0}
-    )
+    assert run(SiteSnapshot(math.inf, groups), needs) == pytest.approx({"c1": 25.0, "c2": 25.0, "other": 40.0})
 
 
 @given(case=cases())
 def test_grid_limit_does_not_change_the_uncontrolled_allocation(case):
     site, needs = case
     unlimited = SiteSnapshot(math.inf, site.groups)
-    assert allocate("uncontrolled", site, needs, NOW) == allocate(
-        "uncontrolled", unlimited, needs, NOW
-    )
+    assert allocate("uncontrolled", site, needs, NOW) == allocate("uncontrolled", unlimited, needs, NOW)
 
 
 @given(case=cases())
@@ -90,8 +86,6 @@ def test_uncontrolled_equals_equal_share_without_a_grid_limit(case):
 @given(case=cases())
 def test_without_cabinets_every_session_gets_its_maximum(case):
     site, needs = case
-    no_groups = [
-        SessionNeed(n.session_id, n.max_kw, n.efficiency, n.energy_kwh, None, 1.0) for n in needs
-    ]
+    no_groups = [SessionNeed(n.session_id, n.max_kw, n.efficiency, n.energy_kwh, None, 1.0) for n in needs]
     kw = allocate("uncontrolled", SiteSnapshot(site.grid_kw), no_groups, NOW).kw
     assert kw == tuple(n.max_kw if n.energy_kwh > 0 else 0.0 for n in needs)
