@@ -124,7 +124,11 @@ def _daily_trips(
                 back = _offset(midnight, back_min, start) + shift + float(jitter_in)
                 out = max(out, last_in)
                 back = max(back, out + _MIN_BLOCK_S)
-                km = block.km * max(1.0 + float(rng.normal(0.0, schedule.km_jitter)), 0.05) if schedule.km_jitter else block.km
+                km = (
+                    block.km * max(1.0 + float(rng.normal(0.0, schedule.km_jitter)), 0.05)
+                    if schedule.km_jitter
+                    else block.km
+                )
                 kwh = km * vtype.consumption_kwh_per_km * _noise(rng, vtype.consumption_sigma)
                 if 0 <= out < horizon:
                     trips.append(Trip(len(trips), out, back, kwh))

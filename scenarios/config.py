@@ -97,9 +97,7 @@ Duration = Annotated[
     timedelta,
     BeforeValidator(parse_duration),
     PlainSerializer(_format_duration, return_type=str),
-    WithJsonSchema(
-        {"type": "string", "pattern": r"^(\d+(\.\d+)?(d|h|min|m|s))+$", "examples": ["7d", "90min"]}
-    ),
+    WithJsonSchema({"type": "string", "pattern": r"^(\d+(\.\d+)?(d|h|min|m|s))+$", "examples": ["7d", "90min"]}),
 ]
 TimeOfDay = Annotated[
     int,
@@ -248,12 +246,8 @@ class ChargerGroup(_Model):
     kind: Literal["ac", "dc"] = Field("dc", description="AC or DC charging.")
     connectors_per_charger: int = Field(1, ge=1, le=8, description="Connectors per charger.")
     connector_kw: float = Field(gt=0, description="Maximum output kW per connector.")
-    charger_kw: float | None = Field(
-        None, gt=0, description="Optional limit shared by all connectors of one charger."
-    )
-    efficiency: float | None = Field(
-        None, gt=0, le=1, description="Output/input efficiency; default 0.94 DC, 0.88 AC."
-    )
+    charger_kw: float | None = Field(None, gt=0, description="Optional limit shared by all connectors of one charger.")
+    efficiency: float | None = Field(None, gt=0, le=1, description="Output/input efficiency; default 0.94 DC, 0.88 AC.")
     standby_kw: float = Field(0.1, ge=0, description="Standby consumption per charger in kW.")
     cabinet: Cabinet | None = Field(None, description="Shared power cabinet.")
     faults: Faults | None = Field(None, description="Random faults and repairs.")
@@ -312,9 +306,7 @@ class Block(_Model):
     """One daily block: the vehicle leaves at pull_out and is back at pull_in."""
 
     pull_out: TimeOfDay = Field(description="Local departure time 'HH:MM'.")
-    pull_in: TimeOfDay = Field(
-        description="Local return time 'HH:MM' (before pull_out = next day)."
-    )
+    pull_in: TimeOfDay = Field(description="Local return time 'HH:MM' (before pull_out = next day).")
     km: float = Field(gt=0, description="Distance driven in the block.")
 
 
@@ -326,9 +318,7 @@ class DailySchedule(_Model):
     stagger_minutes: float = Field(
         0.0, ge=0, description="Vehicle k of n is shifted by k/n x this (spreads pull-outs)."
     )
-    jitter_minutes: float = Field(
-        0.0, ge=0, description="Std. deviation of random per-block shift of times."
-    )
+    jitter_minutes: float = Field(0.0, ge=0, description="Std. deviation of random per-block shift of times.")
     km_jitter: float = Field(0.0, ge=0, le=1, description="Relative std. deviation of km.")
 
     @model_validator(mode="after")
@@ -396,16 +386,12 @@ class Operations(_Model):
     assignment: Literal["first_free", "earliest_departure"] = Field(
         "first_free", description="Which queued vehicle gets the next free connector."
     )
-    plug_swap: bool = Field(
-        False, description="Unplug a vehicle at target to hand its connector to a queued one."
-    )
+    plug_swap: bool = Field(False, description="Unplug a vehicle at target to hand its connector to a queued one.")
     swap_move_minutes: float = Field(5.0, ge=0, description="Time to move vehicles for a swap.")
     below_min_soc: Literal["delay", "cancel"] = Field(
         "delay", description="At pull-out below min_departure_soc: leave late or cancel."
     )
-    max_delay_minutes: float = Field(
-        60.0, ge=0, description="Longest late departure before the block is cancelled."
-    )
+    max_delay_minutes: float = Field(60.0, ge=0, description="Longest late departure before the block is cancelled.")
 
     @model_validator(mode="after")
     def _socs(self) -> Operations:
@@ -430,8 +416,7 @@ class Charging(_Model):
 
 class _ActionBase(_Model):
     at: str = Field(
-        description="When: ISO 8601 time (local time zone if no offset) or offset from "
-        "start such as '2d6h'."
+        description="When: ISO 8601 time (local time zone if no offset) or offset from start such as '2d6h'."
     )
 
     @field_validator("at", mode="before")
@@ -465,9 +450,7 @@ class VehicleLate(_ActionBase):
     delay: Duration = Field(description="The vehicle's next return is this much later.")
 
 
-Action = Annotated[
-    ChargerFault | ChargerRepair | SiteLimit | VehicleLate, Field(discriminator="type")
-]
+Action = Annotated[ChargerFault | ChargerRepair | SiteLimit | VehicleLate, Field(discriminator="type")]
 
 
 class Scenario(_Model):

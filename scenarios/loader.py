@@ -51,9 +51,7 @@ def read_document(path: Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ScenarioError(
-            name, [FieldProblem("", f"cannot read file ({exc.strerror})", None, False)]
-        ) from None
+        raise ScenarioError(name, [FieldProblem("", f"cannot read file ({exc.strerror})", None, False)]) from None
     try:
         if path.suffix.lower() == ".json":
             return json.loads(text)
@@ -64,9 +62,7 @@ def read_document(path: Path) -> Any:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        problem = FieldProblem(
-            "", f"invalid YAML{where}: {getattr(exc, 'problem', exc)}", None, False
-        )
+        problem = FieldProblem("", f"invalid YAML{where}: {getattr(exc, 'problem', exc)}", None, False)
         raise ScenarioError(name, [problem]) from None
 
 
@@ -101,9 +97,7 @@ def load_scenario(
     else:
         raw = json.loads(json.dumps(source, default=str))
     if not isinstance(raw, dict):
-        raise ScenarioError(
-            name, [FieldProblem("", "expected a mapping at the top level", type(raw).__name__)]
-        )
+        raise ScenarioError(name, [FieldProblem("", "expected a mapping at the top level", type(raw).__name__)])
     for dotted, value in (overrides or {}).items():
         _set_path(raw, dotted, value, name)
     try:
@@ -154,9 +148,7 @@ def _problem(err: Mapping[str, Any]) -> FieldProblem:
     if kind == "missing":
         return FieldProblem(path, "required field is missing", None, False)
     if kind == "extra_forbidden":
-        return FieldProblem(
-            path, "unknown field (check the spelling; see scenarios/README.md)", None, False
-        )
+        return FieldProblem(path, "unknown field (check the spelling; see scenarios/README.md)", None, False)
     if kind in messages:
         try:
             nice = {k: (f"{v:g}" if isinstance(v, float) else v) for k, v in ctx.items()}
@@ -191,9 +183,7 @@ def _resolve(config: Scenario, name: str, base_dir: Path) -> LoadedScenario:
                 )
             )
         if group.blocks_csv is not None:
-            blocks, errs = _read_blocks_csv(
-                base_dir / group.blocks_csv, config, f"fleet.groups.{gid}.blocks_csv"
-            )
+            blocks, errs = _read_blocks_csv(base_dir / group.blocks_csv, config, f"fleet.groups.{gid}.blocks_csv")
             problems.extend(errs)
             dated[gid] = blocks
             ids = {b.vehicle_id for b in blocks}
@@ -217,9 +207,7 @@ def _resolve(config: Scenario, name: str, base_dir: Path) -> LoadedScenario:
         offset = _action_offset(action.at, config)
         if offset is None:
             problems.append(
-                FieldProblem(
-                    f"{path}.at", "expected an ISO 8601 time or an offset such as '2d6h'", action.at
-                )
+                FieldProblem(f"{path}.at", "expected an ISO 8601 time or an offset such as '2d6h'", action.at)
             )
             offset = 0.0
         elif offset < 0:
@@ -273,9 +261,7 @@ def _action_offset(at: str, config: Scenario) -> float | None:
     return (when.astimezone(UTC) - config.start_utc).total_seconds()
 
 
-def _read_csv_rows(
-    path: Path, where: str
-) -> tuple[list[tuple[int, dict[str, str]]], list[FieldProblem]]:
+def _read_csv_rows(path: Path, where: str) -> tuple[list[tuple[int, dict[str, str]]], list[FieldProblem]]:
     """The rows of a CSV file, each with its line number in the file (blank lines skipped)."""
     try:
         with path.open(newline="", encoding="utf-8") as handle:
@@ -293,9 +279,7 @@ def _parse_time(text: str | None, config: Scenario) -> datetime:
     return when.astimezone(UTC)
 
 
-def _read_blocks_csv(
-    path: Path, config: Scenario, where: str
-) -> tuple[tuple[DatedBlock, ...], list[FieldProblem]]:
+def _read_blocks_csv(path: Path, config: Scenario, where: str) -> tuple[tuple[DatedBlock, ...], list[FieldProblem]]:
     rows, problems = _read_csv_rows(path, where)
     if problems:
         return (), problems
@@ -350,9 +334,7 @@ def _read_blocks_csv(
     return tuple(blocks), problems
 
 
-def _read_pv_csv(
-    path: Path, where: str
-) -> tuple[tuple[tuple[float, float], ...] | None, list[FieldProblem]]:
+def _read_pv_csv(path: Path, where: str) -> tuple[tuple[tuple[float, float], ...] | None, list[FieldProblem]]:
     rows, problems = _read_csv_rows(path, where)
     if problems:
         return None, problems

@@ -169,7 +169,9 @@ class Engine:
         self.progress = progress
         self.recorder = Recorder(cfg.start_utc)
         fleet_seed, fault_seed = np.random.SeedSequence(cfg.seed).spawn(2)
-        self.vehicles = [VehicleState(s) for s in build_fleet(cfg, dict(loaded.dated_blocks), np.random.default_rng(fleet_seed))]
+        self.vehicles = [
+            VehicleState(s) for s in build_fleet(cfg, dict(loaded.dated_blocks), np.random.default_rng(fleet_seed))
+        ]
         self.by_vehicle = {v.spec.vehicle_id: v for v in self.vehicles}
         self.chargers, limits = build_chargers(cfg)
         self.by_charger = {c.charger_id: c for c in self.chargers}
@@ -219,7 +221,9 @@ class Engine:
                         rng = np.random.default_rng(self._fault_rng.integers(2**63))
                         env.process(self._fault_process(charger, group.faults.mtbf_hours, group.faults.mttr_hours, rng))
         for conn in self.connectors:
-            self.recorder.event(0.0, "connector_status", None, conn.charger.charger_id, conn.connector_id, detail=conn.status.value)
+            self.recorder.event(
+                0.0, "connector_status", None, conn.charger.charger_id, conn.connector_id, detail=conn.status.value
+            )
         self._request(alloc=True)
         steps = 100 if self.progress else 1
         for k in range(1, steps + 1):
@@ -434,7 +438,12 @@ class Engine:
         check_transition(conn.status, status)
         conn.status = status
         self.recorder.event(
-            self.env.now, "connector_status", conn.vehicle, conn.charger.charger_id, conn.connector_id, detail=status.value
+            self.env.now,
+            "connector_status",
+            conn.vehicle,
+            conn.charger.charger_id,
+            conn.connector_id,
+            detail=status.value,
         )
 
     def _curve_for(self, v: VehicleState, conn: Connector) -> ChargeCurve:
@@ -480,7 +489,9 @@ class Engine:
         full: tuple[FullVehicle, ...] = ()
         if self.ops.plug_swap:
             full = tuple(
-                FullVehicle(s.vehicle.spec.vehicle_id, s.connector.connector_id, s.charger.kind, s.vehicle.next_departure)
+                FullVehicle(
+                    s.vehicle.spec.vehicle_id, s.connector.connector_id, s.charger.kind, s.vehicle.next_departure
+                )
                 for s in self.sessions
                 if s.soc >= s.target - _EPS_SOC
             )
@@ -497,7 +508,9 @@ class Engine:
             if conn is None or conn.vehicle is not None or conn.status is not S.AVAILABLE:
                 raise PolicyError(f"PlugIn: connector {action.connector_id!r} is not free")
             if conn.charger.kind not in v.kinds:
-                raise PolicyError(f"PlugIn: {v.spec.vehicle_id} cannot charge {conn.charger.kind.upper()} on {conn.connector_id}")
+                raise PolicyError(
+                    f"PlugIn: {v.spec.vehicle_id} cannot charge {conn.charger.kind.upper()} on {conn.connector_id}"
+                )
             self._dequeue(v)
             self._plug(v, conn)
         elif isinstance(action, Swap):
@@ -507,7 +520,9 @@ class Engine:
                 raise PolicyError(f"Swap: {action.unplug_vehicle_id!r} is not plugged in")
             conn = full.session.connector
             if conn.charger.kind not in v.kinds:
-                raise PolicyError(f"Swap: {v.spec.vehicle_id} cannot charge {conn.charger.kind.upper()} on {conn.connector_id}")
+                raise PolicyError(
+                    f"Swap: {v.spec.vehicle_id} cannot charge {conn.charger.kind.upper()} on {conn.connector_id}"
+                )
             self._dequeue(v)
             self._unplug(full.session, "swap")
             conn.vehicle = v.spec.vehicle_id
@@ -600,8 +615,8 @@ class Engine:
                     piece = s.piece = curve._piece(soc)
                     a, b = curve._lines[piece]
                     s.hours_soc = soc
-                    s.hours_left = s.target_hours - curve._unit_hours[piece] - _curve_hours(
-                        a, b, curve.socs[piece], soc, 1.0
+                    s.hours_left = (
+                        s.target_hours - curve._unit_hours[piece] - _curve_hours(a, b, curve.socs[piece], soc, 1.0)
                     )
                     s.max_kw = max(a + b * soc, 0.0)
                 dep = s.vehicle.next_departure
@@ -721,7 +736,12 @@ class Engine:
                     if self.ops.plug_swap:
                         self._dirty_decide = True
                 v = s.vehicle
-                if v.wait_soc is not None and s.soc >= v.wait_soc - 1e-7 and v.ready is not None and not v.ready.triggered:
+                if (
+                    v.wait_soc is not None
+                    and s.soc >= v.wait_soc - 1e-7
+                    and v.ready is not None
+                    and not v.ready.triggered
+                ):
                     v.ready.succeed()
         self._request(alloc=True)
 

@@ -182,7 +182,9 @@ def test_hours_between_a_limit_then_taper_case_matches_its_piecewise_closed_form
 def test_hours_between_adds_up_over_consecutive_intervals() -> None:
     curve = ChargeCurve.from_points(HUMP)
     whole = curve.hours_between(0.05, 0.95, 110.0, 200.0)
-    parts = sum(curve.hours_between(a, b, 110.0, 200.0) for a, b in [(0.05, 0.1), (0.1, 0.6), (0.6, 0.85), (0.85, 0.95)])
+    parts = sum(
+        curve.hours_between(a, b, 110.0, 200.0) for a, b in [(0.05, 0.1), (0.1, 0.6), (0.6, 0.85), (0.85, 0.95)]
+    )
     assert whole == pytest.approx(parts, rel=1e-12)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from itertools import product
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from models.charger import (
     build_chargers,
     check_transition,
 )
+from scenarios.loader import load_scenario
 
 S = ConnectorStatus
 
@@ -277,10 +279,6 @@ def test_capacity_group_indices_are_unique_across_charger_groups() -> None:
 
 
 def test_the_bus_depot_has_forty_chargers_on_twenty_binding_cabinets() -> None:
-    from pathlib import Path
-
-    from scenarios.loader import load_scenario
-
     path = Path(__file__).resolve().parents[2] / "scenarios" / "bus_depot.yaml"
     chargers, limits = build_chargers(load_scenario(path).config)
     assert len(chargers) == 40

@@ -37,9 +37,7 @@ def test_a_constant_site_has_a_single_change_at_time_zero() -> None:
 
 
 def test_the_timeline_starts_at_zero_even_when_the_run_starts_between_hours() -> None:
-    timeline = site_timeline(
-        config(start="2025-06-02T10:20:00", **{"site.base_load": {"profile_kw": PROFILE}})
-    )
+    timeline = site_timeline(config(start="2025-06-02T10:20:00", **{"site.base_load": {"profile_kw": PROFILE}}))
     assert timeline[0] == SiteChange(0.0, PROFILE[10], 0.0, 0.15)
     assert timeline[1] == SiteChange(40 * 60.0, PROFILE[11], 0.0, 0.15)
 

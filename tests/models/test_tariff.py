@@ -128,9 +128,7 @@ def test_later_bands_override_earlier_ones_where_they_overlap() -> None:
 def test_levels_are_the_distinct_prices_cheapest_first_including_the_default() -> None:
     assert bus_tariff().levels == (0.056, 0.093, 0.267)
     assert TouPrices.from_config(Tariff(energy_price=0.2)).levels == (0.2,)
-    same = TouPrices.from_config(
-        Tariff(energy_price=0.2, periods=({"start": "01:00", "end": "02:00", "price": 0.2},))
-    )
+    same = TouPrices.from_config(Tariff(energy_price=0.2, periods=({"start": "01:00", "end": "02:00", "price": 0.2},)))
     assert same.levels == (0.2,)
 
 

@@ -175,7 +175,8 @@ def test_a_charger_fault_ends_the_session_and_the_repair_frees_the_connector() -
     )
     result = run_scenario(data)
     s = result.sessions.sort_values("plug_in")
-    assert s.iloc[0]["charger_id"] == "dc-01" and s.iloc[0]["ended_by"] == "fault"
+    assert s.iloc[0]["charger_id"] == "dc-01"
+    assert s.iloc[0]["ended_by"] == "fault"
     assert s.iloc[1]["charger_id"] == "dc-02"
     assert (s.iloc[1]["plug_in"] - s.iloc[0]["plug_out"]).total_seconds() == 0
     ev = result.events
@@ -310,4 +311,5 @@ def test_pv_and_battery_balance_the_site() -> None:
     assert grid == pytest.approx(load - pv - batt, rel=1e-6)
     assert series_max(power, "grid") <= 250.0 + 1e-6
     soc = power[power["series"] == "battery_soc"]["value"]
-    assert soc.min() >= 0.1 - 1e-9 and soc.max() <= 0.95 + 1e-9
+    assert soc.min() >= 0.1 - 1e-9
+    assert soc.max() <= 0.95 + 1e-9
