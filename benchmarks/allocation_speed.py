@@ -53,8 +53,7 @@ def depot(n: int, rng: random.Random) -> tuple[SiteSnapshot, tuple[SessionNeed, 
             )
         )
     prices = tuple(
-        (NOW - 1800.0 + h * 3600.0, 0.12 if (h + 2) % 24 < 7 else rng.choice((0.25, 0.3)))
-        for h in range(72)
+        (NOW - 1800.0 + h * 3600.0, 0.12 if (h + 2) % 24 < 7 else rng.choice((0.25, 0.3))) for h in range(72)
     )
     grid_kw = 0.5 * sum(need.max_kw for need in needs)
     return SiteSnapshot(grid_kw=grid_kw, groups=tuple(groups), prices=prices), tuple(needs)

@@ -199,6 +199,15 @@ def test_an_almost_flat_curve_bound_piece_integrates_like_a_flat_one(slope: floa
     assert curve.hours_between(0.3, 0.3001, 200.0, 100.0) == pytest.approx(1e-4 * 100.0 / p0, rel=1e-9)
 
 
+@pytest.mark.parametrize(("soc0", "soc1"), [(0.0, 1.0), (0.1, 0.9), (0.15, 0.25), (0.85, 0.99), (0.3, 0.3)])
+def test_full_power_hours_equals_hours_between_without_a_limit(soc0: float, soc1: float) -> None:
+    curve = ChargeCurve.from_points(HUMP)
+    assert curve.full_power_hours(soc0, soc1, 300.0) == pytest.approx(
+        curve.hours_between(soc0, soc1, math.inf, 300.0), rel=1e-12, abs=1e-15
+    )
+    assert curve.full_power_hours(soc1, soc0, 300.0) == 0.0  # backwards is no charging
+
+
 # --- zero power at the top ----------------------------------------------------------------
 
 
@@ -207,6 +216,7 @@ def test_reaching_full_when_the_curve_ends_at_zero_kw_takes_forever() -> None:
     assert curve.hours_between(0.5, 1.0, 50.0, 100.0) == math.inf
     assert curve.hours_between(0.9, 1.0, 500.0, 100.0) == math.inf
     assert math.isfinite(curve.hours_between(0.5, 0.999, 50.0, 100.0))
+    assert curve.full_power_hours(0.5, 1.0, 100.0) == math.inf
 
 
 def test_soc_after_approaches_but_never_passes_full_when_the_curve_ends_at_zero_kw() -> None:

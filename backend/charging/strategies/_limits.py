@@ -76,9 +76,7 @@ def greedy_fill(
     return tuple(kw)
 
 
-def water_fill(
-    site: SiteSnapshot, needs: Sequence[SessionNeed], grid_kw: float
-) -> tuple[float, ...]:
+def water_fill(site: SiteSnapshot, needs: Sequence[SessionNeed], grid_kw: float) -> tuple[float, ...]:
     """Max-min fair output kW by progressive filling.
 
     All unfrozen sessions share one level that rises from 0. It jumps straight to the
@@ -186,9 +184,7 @@ def water_fill(
                 for i in members[g]:
                     if not frozen[i]:
                         freeze(i)
-        while pos < len(by_max) and (
-            frozen[by_max[pos]] or needs[by_max[pos]].max_kw <= level + slack
-        ):
+        while pos < len(by_max) and (frozen[by_max[pos]] or needs[by_max[pos]].max_kw <= level + slack):
             if not frozen[by_max[pos]]:
                 freeze(by_max[pos])
             pos += 1

@@ -22,8 +22,11 @@ For each session that needs energy:
 
 Because the current period is the earliest in every window, it is picked exactly when
 the periods strictly cheaper than the current price cover less than the hours needed
-(which also covers the "cheapest price now" rule). That is checked with one prefix
-sum over the change points per call and a bisection per session.
+(which also covers the "cheapest price now" rule, and in fact the must-run rule, since
+the cheaper periods never fill a window shorter than the hours needed; must-run is
+tested first only because it is cheaper and reads as intended). That is checked with
+one prefix sum over the change points up to the last departure and a bisection per
+session.
 
 Eligible sessions are then served in least-laxity order within every limit;
 the others get 0 and are reconsidered at the next call. Without prices this is
@@ -100,9 +103,7 @@ def cost_aware(site: SiteSnapshot, needs: Sequence[SessionNeed], now: float) -> 
                 start = prices[j][0]
                 if start >= last_end:
                     break
-                cheaper_before.append(
-                    cheaper_before[-1] + (start - starts[-1] if cheaper[-1] else 0.0)
-                )
+                cheaper_before.append(cheaper_before[-1] + (start - starts[-1] if cheaper[-1] else 0.0))
                 starts.append(start)
                 cheaper.append(prices[j][1] < price_now)
         for i, end, needed_s in waiting:

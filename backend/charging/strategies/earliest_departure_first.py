@@ -31,9 +31,7 @@ def departure_order(needs: Sequence[SessionNeed]) -> list[int]:
 
 
 @register("earliest_departure_first")
-def earliest_departure_first(
-    site: SiteSnapshot, needs: Sequence[SessionNeed], now: float
-) -> Allocation:
+def earliest_departure_first(site: SiteSnapshot, needs: Sequence[SessionNeed], now: float) -> Allocation:
     """Fill sessions greedily in departure order within all limits.
 
     Args:

@@ -25,9 +25,7 @@ def laxity_hours(need: SessionNeed, now: float) -> float:
 
 def laxity_order(needs: Sequence[SessionNeed], now: float) -> list[int]:
     """Indices of ``needs`` by ascending laxity, ties broken by session id."""
-    return sorted(
-        range(len(needs)), key=lambda i: (laxity_hours(needs[i], now), needs[i].session_id)
-    )
+    return sorted(range(len(needs)), key=lambda i: (laxity_hours(needs[i], now), needs[i].session_id))
 
 
 @register("least_laxity_first")
