@@ -200,6 +200,7 @@ class Engine:
         self._dirty_alloc = False
         self._dirty_decide = False
         self._update_pending = False
+        self._throttled = False
         self._timer_t = math.inf
         self._timer_gen = 0
         self._charger_kw: dict[str, float] = {}
@@ -637,8 +638,21 @@ class Engine:
         if needs:
             snapshot = SiteSnapshot(max(grid, 0.0), self.groups, prices)
             allocation = self.strategy(snapshot, needs, epoch + now)
-            for s, kw in zip(charging, allocation.kw, strict=True):
+            throttled = False
+            for s, kw, need in zip(charging, allocation.kw, needs, strict=True):
+                if kw < need.max_kw - 1e-9:
+                    throttled = True
+                if (
+                    kw == s.limit
+                    and (s.mode == 1 or (s.mode == 0 and kw == 0.0))
+                    and s.next_t > now + _EPS_T
+                    and s.vehicle.wait_soc is None
+                ):
+                    continue  # same limit, same regime: its next breakpoint still holds
                 self._set_power(s, kw, now)
+            self._throttled = throttled
+        else:
+            self._throttled = False
         chargers_in = sum(s.power / s.eff for s in self.sessions if s.power > 0)
         if self.battery is not None:
             net = site.base_kw + chargers_in - site.pv_kw
@@ -725,25 +739,44 @@ class Engine:
         self.sim_events += 1
         self._flush()
         now = self.env.now
-        for s in list(self.sessions):
-            if s.next_t <= now + _EPS_T:
-                # snap to the breakpoint: float rounding must not leave SoC a hair below it
-                # (that would schedule the same instant again and again)
-                s.soc = max(s.soc, min(s.crit_soc, s.target))
-                if s.soc >= s.target - 1e-7:
-                    s.soc = max(s.soc, s.target)
-                    self.recorder.vehicle(now, s.vehicle.spec.vehicle_id, s.soc, "plugged", "target_reached")
-                    if self.ops.plug_swap:
-                        self._dirty_decide = True
-                v = s.vehicle
-                if (
-                    v.wait_soc is not None
-                    and s.soc >= v.wait_soc - 1e-7
-                    and v.ready is not None
-                    and not v.ready.triggered
-                ):
-                    v.ready.succeed()
-        self._request(alloc=True)
+        hit = [s for s in self.sessions if s.next_t <= now + _EPS_T]
+        for s in hit:
+            # snap to the breakpoint: float rounding must not leave SoC a hair below it
+            # (that would schedule the same instant again and again)
+            snapped = max(s.soc, min(s.crit_soc, s.target))
+            s.kwh += (snapped - s.soc) * s.cap
+            s.soc = snapped
+            if s.soc >= s.target - 1e-7:
+                s.soc = max(s.soc, s.target)
+                self.recorder.vehicle(now, s.vehicle.spec.vehicle_id, s.soc, "plugged", "target_reached")
+                if self.ops.plug_swap:
+                    self._dirty_decide = True
+            v = s.vehicle
+            if v.wait_soc is not None and s.soc >= v.wait_soc - 1e-7 and v.ready is not None and not v.ready.triggered:
+                v.ready.succeed()
+        if self._throttled or self.battery is not None or self._dirty_alloc or not self._local_update(hit, now):
+            self._request(alloc=True)
+        elif self._dirty_decide:
+            self._request()
+
+    def _local_update(self, hit: list[Session], now: float) -> bool:
+        """Re-plan only the sessions at a breakpoint, when no one else can gain from it.
+
+        At the last allocation every session got all it could take. A session at a
+        breakpoint whose power can only stay or fall (taper step, target reached) frees
+        power that no one is waiting for, so every strategy would give the same limits
+        again: skip the full allocation. Returns False when a full one is needed.
+        """
+        for s in hit:
+            if s.soc >= s.target - _EPS_SOC:
+                self._set_power(s, 0.0, now)
+                continue
+            s.piece = s.curve._piece(s.soc)
+            self._set_power(s, s.limit, now)
+            if s.mode == 1 and s.curve.kw_at(s.soc) > s.limit + 1e-9:
+                return False  # the battery could take more than its limit: re-allocate
+        self._schedule_timer(now)
+        return True
 
     # --- end ---------------------------------------------------------------------------------
     def _record_departure(self, v: VehicleState, trip: Trip, actual: float | None, soc: float, status: str,
