@@ -557,6 +557,9 @@ class Engine:
         drawn = 0.0
         per_charger: dict[str, float] = {}
         for s in self.sessions:
+            if s.mode == 0:
+                s.t0 = now
+                continue
             e = s.advance(now)
             if e:
                 delivered += e
@@ -592,13 +595,16 @@ class Engine:
             rec.level("battery", start, batt)
             rec.level("battery_soc", start, self.battery.soc)
         last = self._charger_kw
-        for cid in [c for c in last if c not in per_charger]:
-            rec.level("charger:" + cid, start, 0.0)
-            del last[cid]
+        if len(last) != len(per_charger) or last.keys() != per_charger.keys():
+            for cid in [c for c in last if c not in per_charger]:
+                rec.level("charger:" + cid, start, 0.0)
+                del last[cid]
         for cid, e in per_charger.items():
             kw = e / hours
-            last[cid] = kw
-            rec.level("charger:" + cid, start, kw)
+            old = last.get(cid)
+            if old is None or abs(old - kw) > 1e-9 * max(1.0, old):
+                last[cid] = kw
+                rec.level("charger:" + cid, start, kw)
 
     def _reallocate(self) -> None:
         self._flush()

@@ -26,18 +26,39 @@ class Recorder:
         # compact float arrays: a year of a large depot has millions of segments
         self.p_start = array("d")
         self.p_end = array("d")
-        self.p_series: list[str] = []
+        self.p_series = array("i")  # codes into self._names
         self.p_value = array("d")
+        # strings are stored once and referenced by integer codes (-1 = none): a year of a
+        # large depot records millions of status changes naming a few hundred ids
+        self._codes: dict[str, int] = {}
+        self._names: list[str] = []
         self.sessions: list[tuple] = []
         self.vehicles: list[tuple] = []
         self.departures: list[tuple] = []
         self.e_time = array("d")
         self.e_value = array("d")
-        self.e_kind: list[str] = []
-        self.e_vehicle: list[str | None] = []
-        self.e_charger: list[str | None] = []
-        self.e_connector: list[str | None] = []
-        self.e_detail: list[str] = []
+        self.e_kind = array("i")
+        self.e_vehicle = array("i")
+        self.e_charger = array("i")
+        self.e_connector = array("i")
+        self.e_detail = array("i")
+
+    def _code(self, name: str | None) -> int:
+        if name is None:
+            return -1
+        code = self._codes.get(name)
+        if code is None:
+            code = self._codes[name] = len(self._names)
+            self._names.append(name)
+        return code
+
+    def _categorical(self, codes: array) -> pd.Series:
+        values = np.frombuffer(codes, dtype=np.int32) if len(codes) else np.empty(0, dtype=np.int32)
+        used = np.unique(values[values >= 0])
+        remap = np.full(len(self._names) + 1, -1, dtype=np.int32)
+        remap[used] = np.arange(len(used), dtype=np.int32)
+        categories = pd.Index([self._names[i] for i in used], dtype="string")
+        return pd.Series(pd.Categorical.from_codes(remap[values], categories=categories))
 
     # --- power -----------------------------------------------------------------------
     def level(self, series: str, t: float, value: float) -> None:
@@ -50,11 +71,8 @@ class Recorder:
             if t > since:
                 self.p_start.append(since)
                 self.p_end.append(t)
-                self.p_series.append(series)
+                self.p_series.append(self._code(series))
                 self.p_value.append(old)
-            elif t == since:
-                # a zero-length segment: just replace the open value
-                pass
         self._open[series] = (value, t)
 
     def close_levels(self, t: float) -> None:
@@ -63,7 +81,7 @@ class Recorder:
             if t > since:
                 self.p_start.append(since)
                 self.p_end.append(t)
-                self.p_series.append(series)
+                self.p_series.append(self._code(series))
                 self.p_value.append(value)
         self._open.clear()
 
@@ -78,13 +96,14 @@ class Recorder:
         value: float = math.nan,
         detail: str = "",
     ) -> None:
+        code = self._code
         self.e_time.append(t)
-        self.e_kind.append(kind)
-        self.e_vehicle.append(vehicle)
-        self.e_charger.append(charger)
-        self.e_connector.append(connector)
+        self.e_kind.append(code(kind))
+        self.e_vehicle.append(code(vehicle))
+        self.e_charger.append(code(charger))
+        self.e_connector.append(code(connector))
         self.e_value.append(value)
-        self.e_detail.append(detail)
+        self.e_detail.append(code(detail))
 
     def vehicle(self, t: float, vehicle_id: str, soc: float, state: str, event: str) -> None:
         self.vehicles.append((t, vehicle_id, soc, state, event))
@@ -101,7 +120,7 @@ class Recorder:
             {
                 "start": self._ts(np.frombuffer(self.p_start, dtype="float64")),
                 "end": self._ts(np.frombuffer(self.p_end, dtype="float64")),
-                "series": pd.Series(self.p_series, dtype="category"),
+                "series": self._categorical(self.p_series),
                 "value": pd.Series(np.frombuffer(self.p_value, dtype="float64"), dtype="float64"),
             }
         )
@@ -136,12 +155,12 @@ class Recorder:
         events = pd.DataFrame(
             {
                 "time": self._ts(np.frombuffer(self.e_time, dtype="float64")),
-                "kind": pd.Series(self.e_kind, dtype="string"),
-                "vehicle_id": pd.Series(self.e_vehicle, dtype="string"),
-                "charger_id": pd.Series(self.e_charger, dtype="string"),
-                "connector_id": pd.Series(self.e_connector, dtype="string"),
+                "kind": self._categorical(self.e_kind),
+                "vehicle_id": self._categorical(self.e_vehicle),
+                "charger_id": self._categorical(self.e_charger),
+                "connector_id": self._categorical(self.e_connector),
                 "value": pd.Series(np.frombuffer(self.e_value, dtype="float64"), dtype="float64"),
-                "detail": pd.Series(self.e_detail, dtype="string"),
+                "detail": self._categorical(self.e_detail),
             }
         )
         return {

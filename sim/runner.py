@@ -54,11 +54,13 @@ def run_scenario(
     engine = Engine(loaded, policy=policy, progress=progress)
     engine.run()
     wall = time.perf_counter() - started
-    tables = engine.recorder.frames()
     info = run_info(loaded, engine)
+    stats = RunStats(wall, engine.sim_events, engine.allocations)
+    tables = engine.recorder.frames()
+    del engine  # drop the raw buffers before the KPI pass: a year is millions of rows
     result = Result(info=info, **tables)
     result.summary = compute_kpis(result.tables(), info)
-    result.stats = RunStats(wall, engine.sim_events, engine.allocations)
+    result.stats = stats
     return result
 
 
