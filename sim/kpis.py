@@ -147,6 +147,25 @@ def _monthly_peaks(grid: _Seg, info: RunInfo, step_minutes: int | None) -> pd.Se
     return peaks
 
 
+def billing_month_shares(info: RunInfo) -> dict[str, float]:
+    """Share of each local billing month ("YYYY-MM") that the run covers.
+
+    A monthly demand charge is pro-rated by this share, so a 7-day run carries about a
+    quarter of a month's charge and runs of different lengths compare per day.
+    """
+    run0 = pd.Timestamp(info.start).tz_convert("UTC")
+    run1 = pd.Timestamp(info.end).tz_convert("UTC")
+    shares: dict[str, float] = {}
+    month = run0.tz_convert(info.timezone).normalize().replace(day=1)
+    while month.tz_convert("UTC") < run1:
+        nxt = (month.tz_localize(None) + pd.offsets.MonthBegin(1)).tz_localize(info.timezone)
+        m0, m1 = month.tz_convert("UTC"), nxt.tz_convert("UTC")
+        covered = (min(m1, run1) - max(m0, run0)).total_seconds()
+        shares[f"{month.year:04d}-{month.month:02d}"] = max(covered, 0.0) / (m1 - m0).total_seconds()
+        month = nxt
+    return shares
+
+
 def monthly_peak_demand(
     power: pd.DataFrame, info: RunInfo, *, step_minutes: int | None = None
 ) -> pd.Series:
@@ -228,7 +247,10 @@ def _power_kpis(series: dict[str, _Seg], info: RunInfo) -> dict[str, Any]:
     known = np.isfinite(g) & np.isfinite(limit)
     over = np.where(known, g - limit, 0.0)
     peaks = _monthly_peaks(grid, info, None)
-    demand_charge = float(peaks.sum()) * float(info.demand_charge_per_kw)
+    shares = billing_month_shares(info)
+    full_months = float(peaks.sum()) * float(info.demand_charge_per_kw)
+    demand_charge = float(sum(peak * shares.get(month, 1.0) for month, peak in peaks.items()))
+    demand_charge *= float(info.demand_charge_per_kw)
     grid_values = grid[2][np.isfinite(grid[2])]
     return {
         "energy_delivered_kwh": delivered,
@@ -236,6 +258,7 @@ def _power_kpis(series: dict[str, _Seg], info: RunInfo) -> dict[str, Any]:
         "charging_losses_kwh": _integral(series.get("chargers", _EMPTY)) - delivered,
         "energy_cost": energy_cost,
         "demand_charge": demand_charge,
+        "demand_charge_full_months": full_months,
         "total_cost": energy_cost + demand_charge,
         "cost_per_kwh_delivered": (energy_cost + demand_charge) / delivered if delivered else None,
         "demand_window_minutes": int(info.demand_window_minutes),
@@ -352,7 +375,7 @@ _ROWS: tuple[tuple[str, str, str], ...] = (
     ("overload_kwh", "Energy above grid limit", "kwh"),
     ("overload_minutes", "Time above grid limit", "min"),
     ("energy_cost", "Energy cost", "money"),
-    ("demand_charge", "Demand charge", "money"),
+    ("demand_charge", "Demand charge (pro-rated to the run)", "money"),
     ("total_cost", "Total cost", "money"),
     ("cost_per_kwh_delivered", "Cost per kWh delivered", "money_kwh"),
 )

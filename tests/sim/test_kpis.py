@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.kpis import compute_kpis, monthly_peak_demand, resample_power
+from sim.kpis import billing_month_shares, compute_kpis, monthly_peak_demand, resample_power
 from sim.result import RunInfo
 
 DAY0 = "2024-01-01T00:00:00Z"
@@ -103,9 +103,12 @@ def test_demand_charge_averages_ten_minute_spike_over_fifteen_minute_window() ->
     summary = kpis_for(power)
     peak = (200.0 * 5 + 300.0 * 10) / 15  # 266.67 kW in window 10:00-10:15
     assert summary["peak_demand_kw"] == pytest.approx(peak)
-    assert summary["demand_charge"] == pytest.approx(peak * 10.0)
+    assert summary["demand_charge_full_months"] == pytest.approx(peak * 10.0)
+    share = sum(billing_month_shares(make_info()).values())
+    assert 0 < share < 1
+    assert summary["demand_charge"] == pytest.approx(peak * 10.0 * share)
     assert summary["peak_kw"] == pytest.approx(300.0)
-    assert summary["total_cost"] == pytest.approx(summary["energy_cost"] + peak * 10.0)
+    assert summary["total_cost"] == pytest.approx(summary["energy_cost"] + peak * 10.0 * share)
 
 
 def test_demand_windows_are_clock_aligned() -> None:
@@ -143,10 +146,12 @@ def test_demand_charge_sums_one_peak_per_local_billing_month() -> None:
     period = {"start": "2024-01-31T00:00:00Z", "end": end}
     # UTC billing: both spikes in January (400), February only baseline (100).
     utc = kpis_for(power, **period)
-    assert utc["demand_charge"] == pytest.approx((400.0 + 100.0) * 10.0)
+    assert utc["demand_charge_full_months"] == pytest.approx((400.0 + 100.0) * 10.0)
+    # pro-rated: the run covers 1 of January's 31 days and 1 of February's 29
+    assert utc["demand_charge"] == pytest.approx(400.0 * 10.0 / 31 + 100.0 * 10.0 / 29)
     # Berlin (UTC+1): 23:30Z is 00:30 on 1 February, so each month has one spike.
     berlin = kpis_for(power, timezone="Europe/Berlin", **period)
-    assert berlin["demand_charge"] == pytest.approx((300.0 + 400.0) * 10.0)
+    assert berlin["demand_charge_full_months"] == pytest.approx((300.0 + 400.0) * 10.0)
     assert berlin["peak_demand_kw"] == pytest.approx(400.0)
     peaks = monthly_peak_demand(power, make_info(timezone="Europe/Berlin", **period))
     assert peaks.to_dict() == pytest.approx({"2024-01": 300.0, "2024-02": 400.0})
