@@ -81,7 +81,7 @@ class Session:
 
     __slots__ = (
         "sid", "vehicle", "connector", "charger", "curve", "cap", "eff", "target", "t0", "soc",
-        "limit", "power", "mode", "a", "b", "piece", "hours_soc", "hours_left", "target_hours", "max_kw",
+        "limit", "power", "mode", "a", "b", "piece", "hours_soc", "hours_left", "target_hours", "max_kw", "need", "need_soc", "need_dep",
         "alloc_power", "next_t", "crit_soc", "plug_in", "soc_in",
         "kwh", "queued_at", "seg_kwh",
     )  # fmt: skip
@@ -107,6 +107,9 @@ class Session:
         self.hours_soc = math.nan
         self.hours_left = 0.0
         self.max_kw = 0.0
+        self.need: SessionNeed | None = None  # reused while SoC and departure stay put
+        self.need_soc = math.nan
+        self.need_dep: float | None = None
         # hours per kWh of capacity from SoC 0 to the target at full curve power (fixed)
         self.target_hours = curve._hours_from_zero(target)
         self.alloc_power = 0.0
@@ -627,10 +630,15 @@ class Engine:
                     )
                     s.max_kw = max(a + b * soc, 0.0)
                 dep = s.vehicle.next_departure
-                needs.append(SessionNeed(
-                    s.sid, s.max_kw, s.eff, (s.target - soc) * s.cap,
-                    epoch + dep if dep is not None else None, s.hours_left * s.cap, s.charger.group_ids,
-                ))  # fmt: skip
+                need = s.need
+                if need is None or s.need_soc != soc or s.need_dep != dep:
+                    need = s.need = SessionNeed(
+                        s.sid, s.max_kw, s.eff, (s.target - soc) * s.cap,
+                        epoch + dep if dep is not None else None, s.hours_left * s.cap, s.charger.group_ids,
+                    )  # fmt: skip
+                    s.need_soc = soc
+                    s.need_dep = dep
+                needs.append(need)
                 charging.append(s)
             elif s.mode or s.next_t != math.inf or s.connector.status is not S.SUSPENDED_EV:
                 self._set_power(s, 0.0, now)
@@ -659,8 +667,8 @@ class Engine:
             self._throttled = throttled
         else:
             self._throttled = False
-        chargers_in = sum(s.power / s.eff for s in self.sessions if s.power > 0)
         if self.battery is not None:
+            chargers_in = sum(s.power / s.eff for s in self.sessions if s.power > 0)
             net = site.base_kw + chargers_in - site.pv_kw
             self.battery.dispatch(net, site.limit_kw, site.price, self.cheapest, self.dearest, self._needs_prices)
         self._schedule_timer(now)
