@@ -172,6 +172,61 @@ def report(
 
 
 @app.command()
+def sweep(
+    scenario: Annotated[Path, typer.Argument(help="Base scenario file (YAML or JSON).")],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Values to sweep: --set chargers.dc150.count=20,25,30 (repeatable)."),
+    ] = None,
+    seeds: Annotated[int, typer.Option(min=1, help="Runs per combination (seeds scenario.seed, +1, ...).")] = 1,
+    workers: Annotated[int | None, typer.Option(min=1, help="Local worker processes (default: CPU count).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output directory (default sweeps/<name>).")] = None,
+    duration: Annotated[str | None, typer.Option(help="Horizon for every run, e.g. 7d.")] = None,
+    dask: Annotated[str | None, typer.Option(help="Dask scheduler address, e.g. tcp://127.0.0.1:8786.")] = None,
+    plots: Annotated[bool, typer.Option(help="Write KPI-vs-parameter plots.")] = True,
+) -> None:
+    """Run a scenario over the cartesian product of --set values x seeds; resumable.
+
+    Writes sweep.parquet (one row per run: parameters, seed, status, error, every KPI),
+    sweep_summary.parquet (mean and 95 % CI per combination) and one plot per parameter.
+    Re-running the same command in the same --out skips runs already finished.
+    """
+    from scenarios.loader import load_scenario
+    from sim.report import sweep_table
+    from sim.sweep import parse_set_values, plot_sweep, run_sweep, summarize_sweep
+
+    try:
+        params = parse_set_values(set_ or [])
+        name = load_scenario(scenario).config.name
+    except DepotsimError as exc:
+        raise _fail(exc) from None
+    target = out or Path("sweeps") / name
+    bar = Progress(
+        TextColumn("[bold]sweep"), BarColumn(), TextColumn("{task.completed}/{task.total} runs"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=True,
+    )  # fmt: skip
+    task = bar.add_task("sweep", total=None)
+    try:
+        with bar:
+            frame = run_sweep(
+                scenario, params, seeds, workers=workers, out_dir=target, duration=duration, dask_address=dask,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )  # fmt: skip
+    except DepotsimError as exc:
+        raise _fail(exc) from None
+    summary = summarize_sweep(frame, list(params))
+    summary.to_parquet(target / "sweep_summary.parquet", index=False)
+    if plots:
+        plot_sweep(frame, list(params), target)
+    failed = frame[frame["status"] != "ok"]
+    console.print(sweep_table(summary, list(params)))
+    if len(failed):
+        first = str(failed["error"].iloc[0]).splitlines()[0]
+        console.print(f"[yellow]{len(failed)} of {len(frame)} runs failed[/] (first: {first}); see sweep.parquet")
+    console.print(f"{len(frame)} runs written to [bold]{target}[/]")
+
+
+@app.command()
 def schema(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to a file instead of stdout.")] = None,
 ) -> None:

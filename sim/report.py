@@ -7,9 +7,10 @@ the rows out.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
@@ -38,3 +39,33 @@ def kpi_table(summary: Mapping[str, Any]) -> Table:
 def print_kpis(summary: Mapping[str, Any], console: Console | None = None) -> None:
     """Print the KPI table; pass a ``console`` to capture or redirect the output."""
     (console or Console()).print(kpi_table(summary))
+
+
+def sweep_table(summary: pd.DataFrame, params: Sequence[str]) -> Table:
+    """Per combination: ready share, total cost and peak, as mean ± 95 % CI half-width."""
+    table = Table(title="Sweep: mean ± 95 % CI across seeds")
+    for param in params:
+        table.add_column(param, justify="right")
+    table.add_column("runs", justify="right")
+    shown = (
+        ("departures_ready_share", "ready", "{:.1%}"),
+        ("total_cost", "total cost", "{:,.0f}"),
+        ("peak_kw", "peak kW", "{:,.0f}"),
+    )
+    for _, label, _ in shown:
+        table.add_column(label, justify="right")
+    for i in range(len(summary)):
+        row = summary.iloc[i]
+        errors = int(row["errors"])
+        cells = [str(summary[p].iloc[i]) for p in params]
+        cells.append(f"{int(row['runs'])}" + (f" ({errors} failed)" if errors else ""))
+        for key, _, fmt in shown:
+            mean = row.get(f"{key}_mean")
+            if mean is None or pd.isna(mean):
+                cells.append("n/a")
+                continue
+            high = row.get(f"{key}_ci_high")
+            half = f" ± {fmt.format(high - mean)}" if high is not None and pd.notna(high) else ""
+            cells.append(fmt.format(mean) + half)
+        table.add_row(*cells)
+    return table
