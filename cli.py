@@ -244,6 +244,38 @@ def schema(
         raise typer.Exit(EXIT_USER_ERROR) from None
 
 
+@app.command()
+def regress(
+    update: Annotated[
+        bool, typer.Option("--update", help="Accept the current KPIs: rewrite baselines.json (tolerances kept).")
+    ] = False,
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", help="Run only this scenario (file name, suffix optional; repeatable or a,b)."),
+    ] = None,
+    directory: Annotated[
+        Path | None,
+        typer.Option("--dir", help="Folder of scenarios and baselines.json (default: scenarios/regression)."),
+    ] = None,
+) -> None:
+    """Rerun the regression scenarios; exit 1 if a KPI left its tolerance or a scenario failed.
+
+    Small scenarios covering every strategy and feature are compared KPI by KPI with
+    their committed baselines; the report lists baseline, actual, difference and
+    tolerance of every KPI that moved. After an intended change, --update accepts it.
+    """
+    from sim.regress import DEFAULT_DIRECTORY, format_report, run_regression
+
+    names = [name.strip() for item in only or [] for name in item.split(",") if name.strip()]
+    try:
+        result = run_regression(directory or DEFAULT_DIRECTORY, update=update, only=names or None)
+    except DepotsimError as exc:
+        raise _fail(exc) from None
+    typer.echo(format_report(result))
+    if not result.ok:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

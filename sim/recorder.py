@@ -110,21 +110,35 @@ class Recorder:
 
     # --- frames ----------------------------------------------------------------------
     def _ts(self, seconds: list[float] | np.ndarray) -> pd.Series:
+        """Seconds after the start -> UTC timestamps (ms); NaN -> NaT. One array, no detours."""
         values = np.asarray(seconds, dtype="float64")
-        stamps = self.epoch + pd.to_timedelta(np.round(values * 1000.0), unit="ms")
-        return pd.Series(stamps).astype("datetime64[ms, UTC]")
+        ms = np.round(values * 1000.0) + float(self.epoch.value // 1_000_000)
+        nat = np.isnan(ms)
+        ints = np.where(nat, 0.0, ms).astype("int64")
+        stamps = ints.view("datetime64[ms]")
+        if nat.any():
+            stamps = stamps.copy()
+            stamps[nat] = np.datetime64("NaT")
+        return pd.Series(pd.DatetimeIndex(stamps).tz_localize("UTC"))
 
     def frames(self) -> dict[str, pd.DataFrame]:
         """Build the result tables (schemas in docs/outputs.md)."""
+        # order rows by series, then time, before building columns (no DataFrame sort copy)
+        start = np.frombuffer(self.p_start, dtype="float64") if len(self.p_start) else np.empty(0)
+        codes = np.frombuffer(self.p_series, dtype=np.int32) if len(self.p_series) else np.empty(0, np.int32)
+        order = np.lexsort((start, codes)) if len(codes) else np.empty(0, dtype=np.int64)
+        end = np.frombuffer(self.p_end, dtype="float64") if len(self.p_end) else np.empty(0)
+        value = np.frombuffer(self.p_value, dtype="float64") if len(self.p_value) else np.empty(0)
         power = pd.DataFrame(
             {
-                "start": self._ts(np.frombuffer(self.p_start, dtype="float64")),
-                "end": self._ts(np.frombuffer(self.p_end, dtype="float64")),
-                "series": self._categorical(self.p_series),
-                "value": pd.Series(np.frombuffer(self.p_value, dtype="float64"), dtype="float64"),
+                "start": self._ts(start[order]),
+                "end": self._ts(end[order]),
+                "series": self._categorical(array("i", codes[order].tobytes())),
+                "value": pd.Series(value[order], dtype="float64"),
             }
         )
-        power = power.sort_values(["series", "start"], kind="stable").reset_index(drop=True)
+        self.p_start = self.p_end = self.p_value = array("d")
+        self.p_series = array("i")
         s_cols = [
             "session_id", "vehicle_id", "vehicle_type", "charger_id", "connector_id", "queued_at",
             "plug_in", "plug_out", "kwh", "grid_kwh", "soc_in", "soc_out", "target_soc",
