@@ -137,8 +137,9 @@ def validate(scenario: Annotated[Path, typer.Argument(help="Scenario file (YAML 
         raise _fail(exc) from None
     cfg = loaded.config
     chargers = sum(g.count * g.connectors_per_charger for g in cfg.chargers.values())
-    vehicles = sum(g.count or 0 for g in cfg.fleet.groups.values()) + sum(
-        len({b.vehicle_id for b in blocks}) for blocks in loaded.dated_blocks.values()
+    vehicles = sum(
+        len({b.vehicle_id for b in loaded.dated_blocks[gid]}) if gid in loaded.dated_blocks else (g.count or 0)
+        for gid, g in cfg.fleet.groups.items()
     )
     console.print(
         f"[green]ok[/] {scenario}: {cfg.name}, {vehicles} vehicles, {chargers} connectors, "

@@ -451,9 +451,13 @@ def _write_baselines(path: Path, doc: Mapping[str, Any]) -> bool:
         if path.exists() and path.read_text(encoding="utf-8") == text:
             return False
         fd, tmp = tempfile.mkstemp(prefix=".baselines-", suffix=".json", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
     except OSError as exc:
         raise RegressionError(f"cannot write {path}: {exc.strerror or exc}") from None
     return True
@@ -572,19 +576,31 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], right: Sequenc
 def _status_lines(report: RegressionReport) -> list[str]:
     rows = []
     for s in report.scenarios:
+        label = {"ok": "ok", "fail": "FAIL", "error": "ERROR", "no baseline": "NEW"}[s.status]
         if s.error is not None:
-            note = s.error
+            first, *more = s.error.splitlines()
+            note = first + (f" (+{len(more)} more lines, below)" if more else "")
         elif not s.has_baseline:
             note = "baseline added" if report.updated else f"no baseline: {UPDATE_HINT}"
+        elif s.failures and report.updated:
+            label, note = "UPDATED", f"{len(s.failures)} of {len(s.checks)} KPIs moved, baseline updated"
         elif s.failures:
             note = f"{len(s.failures)} of {len(s.checks)} KPIs outside tolerance"
         else:
             note = f"{len(s.checks)} KPIs within tolerance"
         if s.new_kpis and s.has_baseline and not report.updated:
             note += f"; not in baseline yet: {', '.join(s.new_kpis)} ({UPDATE_HINT})"
-        label = {"ok": "ok", "fail": "FAIL", "error": "ERROR", "no baseline": "NEW"}[s.status]
         rows.append((label, s.name, f"{s.seconds:.2f} s", note))
     return _table(("status", "scenario", "time", "result"), rows, right=(2,))
+
+
+def _error_lines(report: RegressionReport) -> list[str]:
+    """Full messages of multi-line errors (a scenario file with several invalid fields)."""
+    lines: list[str] = []
+    for s in report.errors:
+        if s.error is not None and "\n" in s.error:
+            lines += ["", f"{s.name}:", *(f"  {line}" for line in s.error.splitlines())]
+    return lines
 
 
 def _failure_lines(report: RegressionReport) -> list[str]:
@@ -642,6 +658,7 @@ def format_report(report: RegressionReport) -> str:
             lines.append(f"{target}: no KPI outside tolerance, nothing changed")
     elif failures:
         lines += ["", "KPIs outside tolerance:", *_failure_lines(report)]
+    lines += _error_lines(report)
     errors = report.errors
     missing = [s for s in report.scenarios if not s.has_baseline and s.error is None and not report.updated]
     summary = f"{_plural(len(report.scenarios), 'scenario')}, {report.checked} KPIs checked, "

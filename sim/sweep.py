@@ -46,6 +46,18 @@ _T95 = (
 )  # fmt: skip
 
 
+# KPIs that are fractions of a whole: their confidence bounds are clipped to [0, 1]
+_FRACTIONS = frozenset(
+    {
+        "departures_ready_share",
+        "charger_utilisation",
+        "charger_occupancy",
+        "soc_at_departure_p5",
+        "soc_at_departure_p50",
+    }
+)
+
+
 class SweepError(DepotsimError):
     """A sweep that cannot start (bad parameters, or an output directory of another sweep)."""
 
@@ -213,6 +225,11 @@ def execute_run(payload: Any, run: SweepRun, duration: str | None) -> dict[str, 
 
 
 def _frame(rows: list[dict[str, Any]], params: list[str]) -> pd.DataFrame:
+    rows = [
+        # list or mapping values (e.g. --set actions=[]) become JSON text so they group and store
+        {k: json.dumps(v) if k in params and isinstance(v, list | dict) else v for k, v in row.items()}
+        for row in rows
+    ]
     frame = pd.DataFrame(rows)
     front = ["run_id", *params, "seed", "status", "error", "wall_s"]
     for col in front:
@@ -254,9 +271,12 @@ def summarize_sweep(frame: pd.DataFrame, params: Sequence[str]) -> pd.DataFrame:
             n = len(values)
             mean = float(values.mean()) if n else math.nan
             half = _t95(n) * float(values.std(ddof=1)) / math.sqrt(n) if n >= 2 else math.nan
+            low, high = mean - half, mean + half
+            if kpi in _FRACTIONS:  # a share cannot leave [0, 1], whatever the t interval says
+                low, high = max(low, 0.0), min(high, 1.0)
             row[f"{kpi}_mean"] = mean
-            row[f"{kpi}_ci_low"] = mean - half
-            row[f"{kpi}_ci_high"] = mean + half
+            row[f"{kpi}_ci_low"] = low
+            row[f"{kpi}_ci_high"] = high
         out.append(row)
     return pd.DataFrame(out)
 

@@ -139,3 +139,14 @@ def test_sweep_command_rejects_a_malformed_set(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["sweep", str(path), "--set", "chargers.dc.count"])
     assert result.exit_code == 2
     assert "PATH=VALUE" in result.output
+
+
+def test_a_single_list_value_applies_to_every_run_and_still_summarizes() -> None:
+    data = small()
+    data["actions"] = [{"at": "2h", "type": "site_limit", "grid_kw": 30}]
+    frame = run_sweep(data, {"actions": [[]], "chargers.dc.count": [1, 2]}, seeds=2, workers=1)
+    assert (frame["status"] == "ok").all()
+    assert set(frame["actions"]) == {"[]"}
+    summary = summarize_sweep(frame, ["actions", "chargers.dc.count"])
+    assert len(summary) == 2
+    assert (summary["departures_ready_share_ci_high"] <= 1.0).all()
