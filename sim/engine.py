@@ -81,9 +81,9 @@ class Session:
 
     __slots__ = (
         "sid", "vehicle", "connector", "charger", "curve", "cap", "eff", "target", "t0", "soc",
-        "limit", "power", "mode", "a", "b", "piece", "hours_soc", "hours_left", "target_hours", "max_kw", "need", "need_soc", "need_dep",
-        "alloc_power", "next_t", "crit_soc", "plug_in", "soc_in",
-        "kwh", "queued_at", "seg_kwh",
+        "limit", "power", "mode", "a", "b", "piece", "hours_soc", "hours_left", "target_hours", "max_kw",
+        "need", "need_soc", "need_dep", "alloc_power", "next_t", "crit_soc", "plug_in", "soc_in",
+        "kwh", "queued_at",
     )  # fmt: skip
 
     def __init__(self, sid: int, vehicle: VehicleState, connector: Connector, curve: ChargeCurve,
@@ -119,7 +119,6 @@ class Session:
         self.soc_in = vehicle.soc
         self.kwh = 0.0
         self.queued_at = vehicle.queued_at if vehicle.queued_at is not None else now
-        self.seg_kwh = 0.0
 
     def soc_at(self, t: float) -> float:
         hours = (t - self.t0) / 3600.0
