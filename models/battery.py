@@ -145,11 +145,11 @@ class ChargeCurve:
             if p_start > limit_kw + _EPS or (abs(p_start - limit_kw) <= _EPS and b >= 0):
                 need = (stop - soc) * capacity_kwh / limit_kw
                 if need >= left:
-                    return soc + left * limit_kw / capacity_kwh
+                    return min(soc + left * limit_kw / capacity_kwh, 1.0)
             else:
                 need = _curve_hours(a, b, soc, stop, capacity_kwh)
                 if need >= left:
-                    return _curve_soc(a, b, soc, left, capacity_kwh)
+                    return min(_curve_soc(a, b, soc, left, capacity_kwh), 1.0)
             left -= need
             soc = stop if stop > soc else end
         return min(soc, 1.0)

@@ -11,10 +11,12 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from models.tariff import TouPrices, local_boundaries
 from scenarios.config import Battery, Scenario
+
+_SNAP_KWH = 1e-6
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +80,8 @@ def standby_kw(config: Scenario) -> float:
 
 
 def _profile_at(profile: tuple[tuple[float, float], ...], local: datetime) -> float:
-    year_start = datetime(local.year, 1, 1, tzinfo=local.tzinfo)
-    offset = (local.astimezone(UTC) - year_start.astimezone(UTC)) / timedelta(seconds=1)
+    # keyed by local wall-clock time into the year, as the loader keys the CSV rows
+    offset = (local.timetuple().tm_yday - 1) * 86400.0 + local.hour * 3600.0 + local.minute * 60.0
     keys = [p[0] for p in profile]
     i = bisect_right(keys, offset) - 1
     return profile[i][1] if i >= 0 else profile[-1][1]
@@ -109,22 +111,31 @@ class StationaryBattery:
 
     def available_discharge_kw(self) -> float:
         """What the battery could deliver now (0 when at its floor)."""
-        return self.power_kw if self.energy > self.min_kwh + 1e-9 else 0.0
+        return self.power_kw if self.energy > self.min_kwh + _SNAP_KWH else 0.0
 
-    def advance(self, hours: float) -> None:
-        """Move the energy state over ``hours`` at the current power."""
-        if self.kw > 0:
-            self.energy -= self.kw * hours / self.eta
-        elif self.kw < 0:
-            self.energy -= self.kw * hours * self.eta
+    def advance(self, hours: float, kw: float | None = None) -> None:
+        """Move the energy state over ``hours`` at ``kw`` (default: the dispatched power).
+
+        Within a hair of a bound the energy snaps onto it: a float residue would otherwise
+        schedule a "bound reached" event a nanosecond ahead, again and again.
+        """
+        kw = self.kw if kw is None else kw
+        if kw > 0:
+            self.energy -= kw * hours / self.eta
+        elif kw < 0:
+            self.energy -= kw * hours * self.eta
         self.energy = min(max(self.energy, self.min_kwh), self.max_kwh)
+        if self.energy - self.min_kwh < _SNAP_KWH:
+            self.energy = self.min_kwh
+        elif self.max_kwh - self.energy < _SNAP_KWH:
+            self.energy = self.max_kwh
 
     def hours_to_bound(self) -> float:
         """Hours until the battery hits its floor or ceiling at the current power."""
-        if self.kw > 0:
-            return max(self.energy - self.min_kwh, 0.0) * self.eta / self.kw
-        if self.kw < 0:
-            return max(self.max_kwh - self.energy, 0.0) / (-self.kw * self.eta)
+        if self.kw > 0 and self.energy > self.min_kwh:
+            return (self.energy - self.min_kwh) * self.eta / self.kw
+        if self.kw < 0 and self.energy < self.max_kwh:
+            return (self.max_kwh - self.energy) / (-self.kw * self.eta)
         return math.inf
 
     def dispatch(
@@ -137,8 +148,8 @@ class StationaryBattery:
         load in the dearest price band and charge within the grid headroom in the
         cheapest band, when the tariff has more than one price.
         """
-        can_out = self.power_kw if self.energy > self.min_kwh + 1e-9 else 0.0
-        can_in = self.power_kw if self.energy < self.max_kwh - 1e-9 else 0.0
+        can_out = self.power_kw if self.energy > self.min_kwh + _SNAP_KWH else 0.0
+        can_in = self.power_kw if self.energy < self.max_kwh - _SNAP_KWH else 0.0
         if net_kw < 0:
             kw = -min(-net_kw, can_in)
         else:

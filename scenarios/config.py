@@ -189,6 +189,13 @@ class TariffPeriod(_Model):
     end: TimeOfDay = Field(description="Local end time 'HH:MM' (before start = next day).")
     price: float = Field(ge=0, description="Energy price per kWh in this band.")
 
+    @model_validator(mode="after")
+    def _within_day(self) -> TariffPeriod:
+        # a band is a daily clock interval; past-midnight bands are written as end < start
+        if self.start >= 1440 or self.end > 1440:
+            raise ValueError("tariff band times must lie within 00:00-24:00 (end before start = next day)")
+        return self
+
 
 class Tariff(_Model):
     """Energy (time-of-use) and demand charges."""

@@ -54,7 +54,7 @@ class VehicleState:
 
     __slots__ = (
         "spec", "soc", "state", "session", "connector", "queued_at", "next_departure",
-        "wait_soc", "ready", "late_s", "kinds",
+        "wait_soc", "ready", "late_s", "kinds", "recorded",
     )  # fmt: skip
 
     def __init__(self, spec: VehicleSpec) -> None:
@@ -68,6 +68,7 @@ class VehicleState:
         self.wait_soc: float | None = None
         self.ready: simpy.Event | None = None
         self.late_s = 0.0
+        self.recorded = 0  # trips with a departures row so far
         self.kinds = frozenset(k for k, kw in (("ac", spec.max_ac_kw), ("dc", spec.max_dc_kw)) if kw > 0)
 
 
@@ -83,7 +84,7 @@ class Session:
         "sid", "vehicle", "connector", "charger", "curve", "cap", "eff", "target", "t0", "soc",
         "limit", "power", "mode", "a", "b", "piece", "hours_soc", "hours_left", "target_hours", "max_kw",
         "need", "need_soc", "need_dep", "alloc_power", "next_t", "crit_soc", "plug_in", "soc_in",
-        "kwh", "queued_at",
+        "kwh", "queued_at", "next_dep",
     )  # fmt: skip
 
     def __init__(self, sid: int, vehicle: VehicleState, connector: Connector, curve: ChargeCurve,
@@ -119,6 +120,7 @@ class Session:
         self.soc_in = vehicle.soc
         self.kwh = 0.0
         self.queued_at = vehicle.queued_at if vehicle.queued_at is not None else now
+        self.next_dep = vehicle.next_departure  # as known when the vehicle plugged in
 
     def soc_at(self, t: float) -> float:
         hours = (t - self.t0) / 3600.0
@@ -206,6 +208,7 @@ class Engine:
         self._timer_t = math.inf
         self._timer_gen = 0
         self._charger_kw: dict[str, float] = {}
+        self._batt_kw = 0.0
         self.allocations = 0
         self.sim_events = 0
 
@@ -227,6 +230,12 @@ class Engine:
             self.recorder.event(
                 0.0, "connector_status", None, conn.charger.charger_id, conn.connector_id, detail=conn.status.value
             )
+        # every power series covers the whole run, starting at zero where nothing flows yet
+        for charger in self.chargers:
+            self.recorder.level("charger:" + charger.charger_id, 0.0, 0.0)
+        if self.cfg.site.pv is not None:
+            self.recorder.level("pv", 0.0, 0.0)
+            self.recorder.level("pv_curtailed", 0.0, 0.0)
         self._request(alloc=True)
         steps = 100 if self.progress else 1
         for k in range(1, steps + 1):
@@ -250,20 +259,25 @@ class Engine:
         ops = self.ops
         rec = self.recorder
         vid = v.spec.vehicle_id
+        max_delay = ops.max_delay_minutes * 60.0
+        plug_delay = ops.plug_in_delay_minutes * 60.0
         rec.vehicle(0.0, vid, v.soc, v.state, "start")
-        if not v.spec.trips or v.spec.trips[0].pull_out > ops.plug_in_delay_minutes * 60.0:
-            # every vehicle starts parked in the depot and queues for a connector
-            yield env.timeout(ops.plug_in_delay_minutes * 60.0)
-            self._enqueue(v)
+        # every vehicle starts parked in the depot and queues for a connector
+        env.process(self._plug_in_after(v, plug_delay))
         trips = v.spec.trips
         for i, trip in enumerate(trips):
             v.next_departure = trip.pull_out
             if env.now < trip.pull_out:
                 yield env.timeout(trip.pull_out - env.now)
             self.sim_events += 1
+            following = trips[i + 1].pull_out if i + 1 < len(trips) else None
+            late_by = env.now - trip.pull_out  # > 0 when the vehicle came back after this pull-out
+            if late_by > max_delay + 1e-6:
+                self._cancel(v, trip, following, "vehicle not back in time")
+                continue
             soc = self._soc_now(v)
             if soc < ops.min_departure_soc - _EPS_SOC:
-                left = ops.max_delay_minutes * 60.0 if ops.below_min_soc == "delay" else 0.0
+                left = max_delay - late_by if ops.below_min_soc == "delay" else 0.0
                 ok = False
                 if left > 0:
                     rec.event(env.now, "departure_delayed", vid, value=soc, detail=f"block {trip.index}")
@@ -277,15 +291,13 @@ class Engine:
                     soc = self._soc_now(v)
                     ok = ok or soc >= ops.min_departure_soc - _EPS_SOC
                 if not ok:
-                    self._record_departure(v, trip, None, soc, "cancelled", 0.0)
-                    rec.event(env.now, "block_cancelled", vid, value=soc, detail=f"block {trip.index}")
-                    v.next_departure = trips[i + 1].pull_out if i + 1 < len(trips) else None
+                    self._cancel(v, trip, following, "state of charge below min_departure_soc")
                     continue
             # leave the depot
             late = env.now - trip.pull_out
             self._leave_depot(v)
             soc = v.soc
-            v.next_departure = trips[i + 1].pull_out if i + 1 < len(trips) else None
+            v.next_departure = following
             used = trip.kwh / v.spec.battery_kwh
             shortfall = max(0.0, (used - soc) * v.spec.battery_kwh)
             self._record_departure(v, trip, env.now, soc, "late" if late > 1.0 else "on_time", shortfall)
@@ -299,10 +311,24 @@ class Engine:
             v.state = "depot"
             self.sim_events += 1
             rec.vehicle(env.now, vid, v.soc, "depot", "pull_in")
-            if ops.plug_in_delay_minutes > 0:
-                yield env.timeout(ops.plug_in_delay_minutes * 60.0)
-            if v.state == "depot" and v.session is None:
-                self._enqueue(v)
+            if following is None or following > env.now + plug_delay:
+                env.process(self._plug_in_after(v, plug_delay))
+            # else: the next pull-out comes before the vehicle could be plugged in
+
+    def _plug_in_after(self, v: VehicleState, delay: float):  # noqa: ANN202
+        """Park, then queue for a connector unless the vehicle left meanwhile."""
+        if delay > 0:
+            yield self.env.timeout(delay)
+        if v.state == "depot" and v.session is None and v.connector is None and v not in self.queue:
+            self._enqueue(v)
+
+    def _cancel(self, v: VehicleState, trip: Trip, following: float | None, reason: str) -> None:
+        soc = self._soc_now(v)
+        self._record_departure(v, trip, None, soc, "cancelled", 0.0)
+        self.recorder.event(self.env.now, "block_cancelled", v.spec.vehicle_id, value=soc, detail=reason)
+        v.next_departure = following
+        if v.state == "depot" and v.session is None and v.connector is None and v not in self.queue:
+            self._enqueue(v)  # it stays in the depot: charge it for the next block
 
     def _action_process(self, action, offset: float):  # noqa: ANN001, ANN202
         if offset > self.env.now:
@@ -396,7 +422,7 @@ class Engine:
             session.sid, v.spec.vehicle_id, v.spec.type_name, conn.charger.charger_id, conn.connector_id,
             session.queued_at, session.plug_in, now, session.kwh, session.kwh / session.eff, session.soc_in,
             session.soc, session.target, session.soc >= session.target - 1e-6, reason,
-            v.next_departure if v.next_departure is not None else math.nan,
+            session.next_dep if session.next_dep is not None else math.nan,
         ))  # fmt: skip
         rec.vehicle(now, v.spec.vehicle_id, v.soc, "depot", f"unplug_{reason}")
         if reason != "fault":
@@ -482,7 +508,10 @@ class Engine:
     def _decide(self) -> None:
         now = self.env.now
         waiting = tuple(
-            WaitingVehicle(v.spec.vehicle_id, v.queued_at or now, v.next_departure, v.soc, v.kinds) for v in self.queue
+            WaitingVehicle(
+                v.spec.vehicle_id, v.queued_at if v.queued_at is not None else now, v.next_departure, v.soc, v.kinds
+            )
+            for v in self.queue
         )
         free = tuple(
             FreeConnector(c.connector_id, c.charger.charger_id, c.charger.kind, c.charger.connector_kw)
@@ -570,7 +599,7 @@ class Engine:
                 per_charger[cid] = per_charger.get(cid, 0.0) + e
         self._record_segment(start, now, hours, delivered, drawn, per_charger)
         if self.battery is not None:
-            self.battery.advance(hours)
+            self.battery.advance(hours, self._batt_kw)
         self._seg_t = now
 
     def _record_segment(self, start: float, end: float, hours: float, delivered: float, drawn: float,
@@ -582,7 +611,12 @@ class Engine:
         batt = self.battery.kw if self.battery is not None else 0.0
         demand = load + max(-batt, 0.0)
         pv_used = min(site.pv_kw, demand)
+        if batt > 0:
+            # the battery follows the load: where a tapering load fell below the planned
+            # discharge during the segment, it delivered (and so lost) only what was used
+            batt = min(batt, max(demand - pv_used, 0.0))
         grid = max(demand - pv_used - max(batt, 0.0), 0.0)
+        self._batt_kw = batt
         rec.level("grid", start, grid)
         rec.level("load", start, load)
         rec.level("chargers", start, chargers_kw)
@@ -590,7 +624,7 @@ class Engine:
         rec.level("base", start, site.base_kw)
         rec.level("price", start, site.price)
         rec.level("limit", start, site.limit_kw if math.isfinite(site.limit_kw) else math.nan)
-        if site.pv_kw or "pv" in rec._open:
+        if self.cfg.site.pv is not None:
             rec.level("pv", start, pv_used)
             rec.level("pv_curtailed", start, site.pv_kw - pv_used)
         if self.battery is not None:
@@ -711,6 +745,11 @@ class Engine:
                 cross = (kw - a) / b
                 if soc < cross < crit:
                     crit = cross
+            elif b > 0:
+                # a rising curve: once the battery could take `tolerance` more, ask again
+                rise = (kw * (1.0 + self.tolerance) - a) / b
+                if soc < rise < crit:
+                    crit = rise
             hours = (crit - soc) * s.cap / kw
         else:
             s.mode, s.power, s.a, s.b = 2, at_curve, a, b
@@ -760,6 +799,7 @@ class Engine:
             s.kwh += (snapped - s.soc) * s.cap
             s.soc = snapped
             if s.soc >= s.target - 1e-7:
+                s.kwh += max(s.target - s.soc, 0.0) * s.cap
                 s.soc = max(s.soc, s.target)
                 self.recorder.vehicle(now, s.vehicle.spec.vehicle_id, s.soc, "plugged", "target_reached")
                 if self.ops.plug_swap:
@@ -794,15 +834,23 @@ class Engine:
     # --- end ---------------------------------------------------------------------------------
     def _record_departure(self, v: VehicleState, trip: Trip, actual: float | None, soc: float, status: str,
                           shortfall: float) -> None:  # fmt: skip
+        v.recorded = trip.index + 1
         delay = (actual - trip.pull_out) / 60.0 if actual is not None else math.nan
         target = self.ops.target_soc
+        ready = soc >= target - 1e-6 and status not in ("cancelled", "unserved")
         self.recorder.departures.append((
             v.spec.vehicle_id, trip.index, trip.pull_out, actual if actual is not None else math.nan,
-            delay, soc, target, soc >= target - 1e-6 and status != "cancelled", status, trip.kwh, shortfall,
+            delay, soc, target, ready, status, trip.kwh, shortfall,
         ))  # fmt: skip
 
     def _finish(self) -> None:
         self._flush()
+        # trips due before the end that the vehicle could not serve (still out, or still
+        # waiting to charge enough) get a row too, so departure KPIs count them
+        for v in self.vehicles:
+            for trip in v.spec.trips[v.recorded :]:
+                if trip.pull_out < self.horizon:
+                    self._record_departure(v, trip, None, self._soc_now(v), "unserved", 0.0)
         for s in list(self.sessions):
             self._unplug(s, "end_of_run")
         self.recorder.close_levels(self.horizon)

@@ -221,7 +221,8 @@ def _departure_kpis(dep: pd.DataFrame) -> dict[str, Any]:
     late = (status == "late").to_numpy()
     soc = _col(dep, "soc").to_numpy(dtype=float, na_value=np.nan)[departed]
     soc = soc[np.isfinite(soc)]
-    decided = int(departed.sum() + cancelled.sum())
+    unserved = (status == "unserved").to_numpy()
+    decided = int(departed.sum() + cancelled.sum() + unserved.sum())
     delays = _col(dep, "delay_min").to_numpy(dtype=float, na_value=np.nan)[late]
     shortfall = _col(dep, "shortfall_kwh").to_numpy(dtype=float, na_value=np.nan)
     return {
@@ -231,6 +232,7 @@ def _departure_kpis(dep: pd.DataFrame) -> dict[str, Any]:
         "departures_on_time": int((status == "on_time").sum()),
         "departures_late": int(late.sum()),
         "departures_missed": int(cancelled.sum()),
+        "departures_unserved": int(unserved.sum()),
         "mean_delay_min": float(np.nanmean(delays)) if np.isfinite(delays).any() else None,
         "soc_at_departure_p5": float(np.percentile(soc, 5)) if len(soc) else None,
         "soc_at_departure_p50": float(np.percentile(soc, 50)) if len(soc) else None,
@@ -352,6 +354,7 @@ _ROWS: tuple[tuple[str, str, str], ...] = (
     ("departures_ready_share", "Departures ready (SoC >= target)", "share"),
     ("departures_late", "Late departures", "int"),
     ("mean_delay_min", "Mean delay of late departures", "min"),
+    ("departures_unserved", "Departures unserved at the end of the run", "int"),
     ("departures_missed", "Cancelled departures", "int"),
     ("shortfall_blocks", "Blocks with energy shortfall", "int"),
     ("soc_at_departure_p5", "SoC at departure, p5", "share"),

@@ -68,17 +68,19 @@ class Recorder:
             old, since = current
             if old == value or (math.isnan(old) and math.isnan(value)) or abs(old - value) <= 1e-9 * max(1.0, abs(old)):
                 return
-            if t > since:
+            if t - since >= 1e-6:  # shorter than the µs timestamps resolve: not worth a row
                 self.p_start.append(since)
                 self.p_end.append(t)
                 self.p_series.append(self._code(series))
                 self.p_value.append(old)
+            else:
+                t = since  # the new value takes over the sliver, so segments stay contiguous
         self._open[series] = (value, t)
 
     def close_levels(self, t: float) -> None:
         """Close every open series at the end of the run."""
         for series, (value, since) in self._open.items():
-            if t > since:
+            if t - since >= 1e-6:
                 self.p_start.append(since)
                 self.p_end.append(t)
                 self.p_series.append(self._code(series))
@@ -110,12 +112,12 @@ class Recorder:
 
     # --- frames ----------------------------------------------------------------------
     def _ts(self, seconds: list[float] | np.ndarray) -> pd.Series:
-        """Seconds after the start -> UTC timestamps (ms); NaN -> NaT. One array, no detours."""
+        """Seconds after the start -> UTC timestamps (µs); NaN -> NaT. One array, no detours."""
         values = np.asarray(seconds, dtype="float64")
-        ms = np.round(values * 1000.0) + float(self.epoch.value // 1_000_000)
-        nat = np.isnan(ms)
-        ints = np.where(nat, 0.0, ms).astype("int64")
-        stamps = ints.view("datetime64[ms]")
+        us = np.round(values * 1e6) + float(self.epoch.value // 1_000)
+        nat = np.isnan(us)
+        ints = np.where(nat, 0.0, us).astype("int64")
+        stamps = ints.view("datetime64[us]")
         if nat.any():
             stamps = stamps.copy()
             stamps[nat] = np.datetime64("NaT")

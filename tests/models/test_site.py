@@ -356,12 +356,36 @@ def test_hours_to_bound_while_charging_reaches_the_ceiling_exactly() -> None:
     assert b.energy == pytest.approx(b.max_kwh)
 
 
-def test_hours_to_bound_is_infinite_at_rest_and_zero_at_the_bound() -> None:
+def test_hours_to_bound_is_infinite_at_rest_and_at_the_bound() -> None:
+    # at its bound there is no further "bound reached" event to schedule: the next
+    # dispatch stops the battery (scheduling one "now" again and again would never end)
     b = battery()
     assert b.hours_to_bound() == math.inf
     empty = battery(initial_soc=0.1)
     empty.kw = 10.0
-    assert empty.hours_to_bound() == 0.0
+    assert empty.hours_to_bound() == math.inf
     full = battery(initial_soc=0.9)
     full.kw = -10.0
-    assert full.hours_to_bound() == 0.0
+    assert full.hours_to_bound() == math.inf
+
+
+def test_energy_within_a_hair_of_a_bound_snaps_onto_it() -> None:
+    b = battery(initial_soc=0.5)
+    b.energy = b.min_kwh + 1e-9
+    b.kw = 0.0
+    b.advance(1.0)
+    assert b.energy == b.min_kwh
+    assert b.available_discharge_kw() == 0.0
+
+
+def test_pv_csv_profile_is_read_by_local_wall_clock_time_also_in_summer() -> None:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from models.site import _profile_at
+
+    # one row per hour of the year, value = local hour of day, keyed as the loader keys it
+    profile = tuple((h * 3600.0, float(h % 24)) for h in range(365 * 24))
+    berlin = ZoneInfo("Europe/Berlin")
+    assert _profile_at(profile, datetime(2025, 1, 15, 12, tzinfo=berlin)) == 12.0
+    assert _profile_at(profile, datetime(2025, 6, 15, 12, tzinfo=berlin)) == 12.0

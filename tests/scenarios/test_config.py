@@ -476,3 +476,14 @@ def test_readme_documents_every_field_and_strategy() -> None:
     assert missing == []
     for name in (*STRATEGIES, "charger_fault", "charger_repair", "site_limit", "vehicle_late"):
         assert f"`{name}`" in readme
+
+
+def test_tariff_band_times_must_lie_within_the_day() -> None:
+    from pydantic import ValidationError
+
+    from scenarios.config import TariffPeriod
+
+    assert TariffPeriod(start="23:00", end="07:00", price=0.1).end == 7 * 60
+    assert TariffPeriod(start="18:00", end="24:00", price=0.1).end == 1440
+    with pytest.raises(ValidationError, match="within 00:00-24:00"):
+        TariffPeriod(start="24:30", end="25:30", price=0.1)

@@ -313,3 +313,111 @@ def test_pv_and_battery_balance_the_site() -> None:
     soc = power[power["series"] == "battery_soc"]["value"]
     assert soc.min() >= 0.1 - 1e-9
     assert soc.max() <= 0.95 + 1e-9
+
+
+def test_a_vehicle_due_out_before_it_could_plug_in_still_charges_after_a_cancellation() -> None:
+    data = scenario(
+        **{
+            "fleet.groups.g.initial_soc": 0.1,
+            "operations.min_departure_soc": 0.3,
+            "operations.below_min_soc": "cancel",
+            "fleet.groups.g.schedule": {"blocks": [{"pull_out": "00:03", "pull_in": "08:00", "km": 50}]},
+            "duration": "3d",
+        }
+    )
+    result = run_scenario(data)
+    statuses = list(result.departures["status"])
+    assert statuses[0] == "cancelled"
+    assert "on_time" in statuses[1:]
+    assert len(result.sessions) >= 1
+
+
+def test_every_trip_due_in_the_run_has_a_departure_row() -> None:
+    data = scenario(**{"duration": "3d", "actions": [{"at": "7h", "type": "vehicle_late", "vehicle": "g-001",
+                                                      "delay": "3d"}]})  # fmt: skip
+    departures = run_scenario(data).departures
+    assert len(departures) == 3
+    assert list(departures["status"]) == ["on_time", "unserved", "unserved"]
+    assert not departures["ready"].iloc[1:].any()
+
+
+def test_a_return_later_than_max_delay_cancels_the_block() -> None:
+    data = scenario(
+        **{
+            "fleet.groups.g.schedule": {
+                "blocks": [
+                    {"pull_out": "06:00", "pull_in": "10:00", "km": 30},
+                    {"pull_out": "11:00", "pull_in": "13:00", "km": 30},
+                ]
+            },
+            "operations.max_delay_minutes": 60,
+            "actions": [{"at": "7h", "type": "vehicle_late", "vehicle": "g-001", "delay": "150min"}],
+            "duration": "1d",
+        }
+    )
+    departures = run_scenario(data).departures
+    assert list(departures["status"][:2]) == ["on_time", "cancelled"]
+
+
+def test_the_plug_in_delay_does_not_postpone_a_due_pull_out() -> None:
+    data = scenario(
+        **{
+            "fleet.groups.g.schedule": {
+                "blocks": [
+                    {"pull_out": "06:00", "pull_in": "10:58", "km": 30},
+                    {"pull_out": "11:00", "pull_in": "13:00", "km": 30},
+                ]
+            },
+            "operations.plug_in_delay_minutes": 5,
+            "duration": "1d",
+        }
+    )
+    departures = run_scenario(data).departures
+    assert list(departures["status"]) == ["on_time", "on_time"]
+
+
+def test_a_rising_charge_curve_is_followed_not_held_at_its_plug_in_value() -> None:
+    data = scenario(
+        **{
+            "chargers.dc.connector_kw": 100,
+            "fleet.vehicle_types.bus.charge_curve": [
+                {"soc": 0, "kw": 10},
+                {"soc": 0.5, "kw": 100},
+                {"soc": 1, "kw": 100},
+            ],
+            "fleet.vehicle_types.bus.max_dc_kw": 100,
+            "fleet.groups.g.initial_soc": 0.0,
+            "operations.target_soc": 0.5,
+            "operations.plug_in_delay_minutes": 0,
+            "fleet.groups.g.schedule": {"blocks": [{"pull_out": "23:00", "pull_in": "23:30", "km": 10}]},
+            "duration": "22h",
+        }
+    )
+    vehicles = run_scenario(data).vehicles
+    plug = vehicles[vehicles["event"] == "plug_in"]["time"].iloc[0]
+    done = vehicles[vehicles["event"] == "target_reached"]["time"].iloc[0]
+    exact = 300.0 / 180.0 * math.log(100.0 / 10.0)  # C/b ln(p1/p0) with b = 180 kW per unit SoC
+    hours = (done - plug).total_seconds() / 3600.0
+    assert exact <= hours < exact * 1.1
+
+
+def test_battery_never_delivers_more_than_the_site_uses() -> None:
+    data = busy_depot("cost_aware", grid_kw=250.0)
+    data["site"]["tariff"]["periods"] = [{"start": "00:00", "end": "00:00", "price": 0.5}]
+    data["site"]["battery"] = {"capacity_kwh": 2000, "power_kw": 500, "initial_soc": 0.9}
+    power = run_scenario(data).power
+    frame = power.pivot_table(index="start", columns="series", values="value", aggfunc="first", observed=True)
+    frame = frame.ffill()
+    assert (frame["battery"] <= frame["load"] + 1e-6).all()
+    assert (frame["grid"] - (frame["load"] - frame["battery"])).abs().max() < 1e-6
+
+
+def test_every_power_series_covers_the_whole_run() -> None:
+    result = run_scenario(busy_depot("equal_share"))
+    power = result.power
+    start, end = pd.Timestamp(result.info.start), pd.Timestamp(result.info.end)
+    for name, rows in power.groupby("series", observed=True):
+        assert rows["start"].min() == start, name
+        assert rows["end"].max() == end, name
+        assert (rows["start"].iloc[1:].to_numpy() == rows["end"].iloc[:-1].to_numpy()).all(), name
+        assert (rows["end"] > rows["start"]).all(), name
