@@ -413,6 +413,13 @@ class Charging(_Model):
     strategy: Literal[STRATEGIES] = Field(  # type: ignore[valid-type]
         "least_laxity_first", description="Allocation strategy."
     )
+    preemption_margin_minutes: float = Field(
+        15.0,
+        ge=0,
+        description="least_laxity_first / cost_aware: a charging session keeps its place until a "
+        "waiting one has this much less laxity (0 = strict order, which swaps near-equal sessions "
+        "at every event).",
+    )
     reallocation_tolerance: float = Field(
         0.05,
         gt=0,

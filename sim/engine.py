@@ -185,6 +185,7 @@ class Engine:
         self.strategy_name = cfg.charging.strategy
         self.strategy = get_strategy(self.strategy_name)
         self.tolerance = cfg.charging.reallocation_tolerance
+        self.preemption_h = cfg.charging.preemption_margin_minutes / 60.0
         self.policy: OperatorPolicy = policy or BUILTIN_POLICIES[self.ops.assignment]()
         self.timeline: tuple[SiteChange, ...] = site_timeline(cfg, loaded.pv_profile)
         prices = TouPrices.from_config(cfg.site.tariff)
@@ -664,10 +665,11 @@ class Engine:
                     s.max_kw = max(a + b * soc, 0.0)
                 dep = s.vehicle.next_departure
                 need = s.need
-                if need is None or s.need_soc != soc or s.need_dep != dep:
+                if need is None or s.need_soc != soc or s.need_dep != dep or need.current_kw != s.limit:
                     need = s.need = SessionNeed(
                         s.sid, s.max_kw, s.eff, (s.target - soc) * s.cap,
                         epoch + dep if dep is not None else None, s.hours_left * s.cap, s.charger.group_ids,
+                        s.limit,
                     )  # fmt: skip
                     s.need_soc = soc
                     s.need_dep = dep
@@ -683,7 +685,7 @@ class Engine:
             last = max((n.departure_s for n in needs if n.departure_s is not None), default=epoch + now)
             prices = self._prices_from(epoch + now, max(last, epoch + now + 86400.0))
         if needs:
-            snapshot = SiteSnapshot(max(grid, 0.0), self.groups, prices)
+            snapshot = SiteSnapshot(max(grid, 0.0), self.groups, prices, self.preemption_h)
             allocation = self.strategy(snapshot, needs, epoch + now)
             throttled = False
             for s, kw, need in zip(charging, allocation.kw, needs, strict=True):

@@ -47,6 +47,8 @@ class SessionNeed:
             The caller knows the curve; the allocator uses this for laxity.
         groups: indices into ``SiteSnapshot.groups`` this session draws from
             (for example its charger and its power cabinet).
+        current_kw: the limit the session got from the previous allocation (0 when new
+            or suspended); priority strategies use it to avoid needless preemption.
     """
 
     session_id: str
@@ -56,6 +58,7 @@ class SessionNeed:
     departure_s: float | None
     hours_to_target: float
     groups: tuple[int, ...] = ()
+    current_kw: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,11 +81,17 @@ class SiteSnapshot:
         prices: tariff change points ``(start_s, price_per_kwh)`` sorted by time; the
             first entry starts at or before ``now`` and the list covers at least every
             session's departure. Empty when the strategy does not need prices.
+        preemption_margin_h: laxity-ordered strategies let a session that is charging
+            keep its place until a waiting one's laxity is this many hours lower. Without
+            it, sessions of nearly equal laxity swap at every event (a waiting session's
+            laxity falls while a charging one's holds), which real chargers would see as a
+            storm of start/stop commands.
     """
 
     grid_kw: float
     groups: tuple[CapacityGroup, ...] = ()
     prices: tuple[tuple[float, float], ...] = ()
+    preemption_margin_h: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,9 +137,7 @@ def get_strategy(name: str) -> Strategy:
         ) from None
 
 
-def allocate(
-    strategy: str, site: SiteSnapshot, needs: Sequence[SessionNeed], now: float
-) -> Allocation:
+def allocate(strategy: str, site: SiteSnapshot, needs: Sequence[SessionNeed], now: float) -> Allocation:
     """Run the named strategy: sessions and limits in, per-session kW limits out."""
     return get_strategy(strategy)(site, needs, now)
 

@@ -69,7 +69,7 @@ def cost_aware(site: SiteSnapshot, needs: Sequence[SessionNeed], now: float) -> 
     grid_kw = grid_limit(site)
     prices = site.prices
     if not prices:
-        return Allocation(kw=greedy_fill(site, needs, laxity_order(needs, now), grid_kw))
+        return Allocation(kw=greedy_fill(site, needs, laxity_order(needs, now, site.preemption_margin_h), grid_kw))
 
     eligible = [False] * len(needs)
     total_max = sum(need.max_kw for need in needs if need.energy_kwh > 0.0 and need.max_kw > 0.0)
@@ -111,5 +111,5 @@ def cost_aware(site: SiteSnapshot, needs: Sequence[SessionNeed], now: float) -> 
             cheaper_s = cheaper_before[p] + (end - starts[p] if cheaper[p] else 0.0)
             eligible[i] = cheaper_s < needed_s
 
-    order = [i for i in laxity_order(needs, now) if eligible[i]]
+    order = [i for i in laxity_order(needs, now, site.preemption_margin_h) if eligible[i]]
     return Allocation(kw=greedy_fill(site, needs, order, grid_kw))

@@ -23,9 +23,21 @@ def laxity_hours(need: SessionNeed, now: float) -> float:
     return (need.departure_s - now) / 3600.0 - need.hours_to_target
 
 
-def laxity_order(needs: Sequence[SessionNeed], now: float) -> list[int]:
-    """Indices of ``needs`` by ascending laxity, ties broken by session id."""
-    return sorted(range(len(needs)), key=lambda i: (laxity_hours(needs[i], now), needs[i].session_id))
+def laxity_order(needs: Sequence[SessionNeed], now: float, margin_h: float = 0.0) -> list[int]:
+    """Indices of ``needs`` by ascending laxity, ties broken by session id.
+
+    Sessions already charging (``current_kw > 0``) count ``margin_h`` hours less laxity,
+    so a waiting session preempts one only when clearly more urgent.
+    """
+
+    def key(i: int) -> tuple[float, str]:
+        need = needs[i]
+        laxity = laxity_hours(need, now)
+        if margin_h and need.current_kw > 0:
+            laxity -= margin_h
+        return (laxity, need.session_id)
+
+    return sorted(range(len(needs)), key=key)
 
 
 @register("least_laxity_first")
@@ -40,4 +52,5 @@ def least_laxity_first(site: SiteSnapshot, needs: Sequence[SessionNeed], now: fl
     Returns:
         Output kW per session.
     """
-    return Allocation(kw=greedy_fill(site, needs, laxity_order(needs, now), grid_limit(site)))
+    order = laxity_order(needs, now, site.preemption_margin_h)
+    return Allocation(kw=greedy_fill(site, needs, order, grid_limit(site)))

@@ -130,3 +130,20 @@ def test_least_laxity_first_is_a_work_conserving_priority_fill(case):
     site, needs = case
     kw = allocate("least_laxity_first", site, needs, NOW).kw
     assert greedy_violations(site, needs, kw, laxity_key) == []
+
+
+def test_a_charging_session_keeps_its_place_within_the_preemption_margin() -> None:
+    from backend.charging.allocation import CapacityGroup, SessionNeed, SiteSnapshot, allocate
+
+    now = 1_700_000_000.0
+    # one 50 kW slot; "waiting" has 10 minutes less laxity than "charging"
+    charging = SessionNeed("charging", 50.0, 1.0, 40.0, now + 3 * 3600, 1.0, (0,), current_kw=50.0)
+    waiting = SessionNeed("waiting", 50.0, 1.0, 40.0, now + 3 * 3600 - 600, 1.0, (0,))
+    group = (CapacityGroup("cab", 50.0),)
+    strict = allocate("least_laxity_first", SiteSnapshot(1e9, group), [charging, waiting], now)
+    held = allocate("least_laxity_first", SiteSnapshot(1e9, group, (), 0.25), [charging, waiting], now)
+    assert strict.kw == (0.0, 50.0)
+    assert held.kw == (50.0, 0.0)
+    # clearly more urgent (20 minutes beyond the margin): it preempts
+    urgent = SessionNeed("waiting", 50.0, 1.0, 40.0, now + 3 * 3600 - 1800, 1.0, (0,))
+    assert allocate("least_laxity_first", SiteSnapshot(1e9, group, (), 0.25), [charging, urgent], now).kw == (0.0, 50.0)
