@@ -208,7 +208,10 @@ class Engine:
         self._throttled = False
         self._timer_t = math.inf
         self._timer_gen = 0
-        self._charger_kw: dict[str, float] = {}
+        # per-charger power is recorded per span between that charger's own changes
+        # (exact average energy), not at every site-wide event: far fewer rows
+        self._charger_energy: dict[str, float] = {}
+        self._charger_since: dict[str, float] = {}
         self._batt_kw = 0.0
         self.allocations = 0
         self.sim_events = 0
@@ -396,6 +399,7 @@ class Engine:
         now = self.env.now
         self._flush()
         curve = self._curve_for(v, conn)
+        self._charger_changed(conn.charger, now)
         session = Session(self._next_sid, v, conn, curve, self.ops.target_soc, now)
         self._next_sid += 1
         v.session = session
@@ -413,6 +417,7 @@ class Engine:
         self._flush()
         v = session.vehicle
         conn = session.connector
+        self._charger_changed(conn.charger, now)
         v.soc = session.soc
         self.sessions.remove(session)
         v.session = None
@@ -587,7 +592,7 @@ class Engine:
         hours = (now - start) / 3600.0
         delivered = 0.0
         drawn = 0.0
-        per_charger: dict[str, float] = {}
+        acc = self._charger_energy
         for s in self.sessions:
             if s.mode == 0:
                 s.t0 = now
@@ -597,14 +602,13 @@ class Engine:
                 delivered += e
                 drawn += e / s.eff
                 cid = s.charger.charger_id
-                per_charger[cid] = per_charger.get(cid, 0.0) + e
-        self._record_segment(start, now, hours, delivered, drawn, per_charger)
+                acc[cid] = acc.get(cid, 0.0) + e
+        self._record_segment(start, now, hours, delivered, drawn)
         if self.battery is not None:
             self.battery.advance(hours, self._batt_kw)
         self._seg_t = now
 
-    def _record_segment(self, start: float, end: float, hours: float, delivered: float, drawn: float,
-                        per_charger: dict[str, float]) -> None:  # fmt: skip
+    def _record_segment(self, start: float, end: float, hours: float, delivered: float, drawn: float) -> None:
         rec = self.recorder
         site = self.site
         chargers_kw = drawn / hours
@@ -631,17 +635,6 @@ class Engine:
         if self.battery is not None:
             rec.level("battery", start, batt)
             rec.level("battery_soc", start, self.battery.soc)
-        last = self._charger_kw
-        if len(last) != len(per_charger) or last.keys() != per_charger.keys():
-            for cid in [c for c in last if c not in per_charger]:
-                rec.level("charger:" + cid, start, 0.0)
-                del last[cid]
-        for cid, e in per_charger.items():
-            kw = e / hours
-            old = last.get(cid)
-            if old is None or abs(old - kw) > 1e-9 * max(1.0, old):
-                last[cid] = kw
-                rec.level("charger:" + cid, start, kw)
 
     def _reallocate(self) -> None:
         self._flush()
@@ -718,8 +711,19 @@ class Engine:
         last = bisect_right(keys, until) + 1
         return ((t, points[first][1]), *points[first + 1 : last])
 
+    def _charger_changed(self, charger: Charger, now: float) -> None:
+        """Close the charger's power span: its average since its last change is exact."""
+        cid = charger.charger_id
+        since = self._charger_since.get(cid, 0.0)
+        if now <= since:
+            return
+        energy = self._charger_energy.pop(cid, 0.0)
+        self.recorder.level("charger:" + cid, since, energy * 3600.0 / (now - since))
+        self._charger_since[cid] = now
+
     def _set_power(self, s: Session, kw: float, now: float) -> None:
         """Apply a new limit: choose the integration mode and the next critical time."""
+        self._charger_changed(s.charger, now)
         s.limit = kw
         soc = s.soc
         conn = s.connector
@@ -855,4 +859,6 @@ class Engine:
                     self._record_departure(v, trip, None, self._soc_now(v), "unserved", 0.0)
         for s in list(self.sessions):
             self._unplug(s, "end_of_run")
+        for charger in self.chargers:
+            self._charger_changed(charger, self.horizon)
         self.recorder.close_levels(self.horizon)
