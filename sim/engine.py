@@ -212,6 +212,7 @@ class Engine:
         # (exact average energy), not at every site-wide event: far fewer rows
         self._charger_energy: dict[str, float] = {}
         self._charger_since: dict[str, float] = {}
+        self._charger_span_kw: dict[str, float] = {}
         self._batt_kw = 0.0
         self.allocations = 0
         self.sim_events = 0
@@ -399,7 +400,6 @@ class Engine:
         now = self.env.now
         self._flush()
         curve = self._curve_for(v, conn)
-        self._charger_changed(conn.charger, now)
         session = Session(self._next_sid, v, conn, curve, self.ops.target_soc, now)
         self._next_sid += 1
         v.session = session
@@ -417,12 +417,12 @@ class Engine:
         self._flush()
         v = session.vehicle
         conn = session.connector
-        self._charger_changed(conn.charger, now)
         v.soc = session.soc
         self.sessions.remove(session)
         v.session = None
         v.state = "depot"
         conn.vehicle = None
+        self._charger_changed(conn.charger, now)
         rec = self.recorder
         rec.sessions.append((
             session.sid, v.spec.vehicle_id, v.spec.type_name, conn.charger.charger_id, conn.connector_id,
@@ -711,9 +711,28 @@ class Engine:
         last = bisect_right(keys, until) + 1
         return ((t, points[first][1]), *points[first + 1 : last])
 
-    def _charger_changed(self, charger: Charger, now: float) -> None:
-        """Close the charger's power span: its average since its last change is exact."""
+    def _charger_changed(self, charger: Charger, now: float, force: bool = False) -> None:
+        """Close the charger's power span when its power moved noticeably.
+
+        The span's value is its exact average (energy / duration). A span stays open while
+        the charger's power stays within ``reallocation_tolerance`` of its value at the
+        span start, so small re-shares (equal share moves every session a little at every
+        event) do not add a row per charger per event.
+        """
         cid = charger.charger_id
+        total = 0.0
+        for conn in charger.connectors:
+            if conn.vehicle is not None:
+                session = self.by_vehicle[conn.vehicle].session
+                if session is not None:
+                    total += session.power
+        span_kw = self._charger_span_kw.get(cid, 0.0)
+        if not force:
+            if total == span_kw:
+                return
+            if total > 0 and span_kw > 0 and abs(total - span_kw) <= self.tolerance * max(span_kw, total):
+                return
+        self._charger_span_kw[cid] = total
         since = self._charger_since.get(cid, 0.0)
         if now <= since:
             return
@@ -723,7 +742,6 @@ class Engine:
 
     def _set_power(self, s: Session, kw: float, now: float) -> None:
         """Apply a new limit: choose the integration mode and the next critical time."""
-        self._charger_changed(s.charger, now)
         s.limit = kw
         soc = s.soc
         conn = s.connector
@@ -733,6 +751,7 @@ class Engine:
                 status = S.SUSPENDED_EV if soc >= s.target - _EPS_SOC else S.SUSPENDED_EVSE
                 self._set_status(conn, status)
             s.alloc_power = 0.0
+            self._charger_changed(s.charger, now)
             return
         curve = s.curve
         i = s.piece
@@ -772,6 +791,7 @@ class Engine:
         s.crit_soc = crit
         s.next_t = now + hours * 3600.0 if math.isfinite(hours) else math.inf
         self._set_status(conn, S.CHARGING)
+        self._charger_changed(s.charger, now)
 
     def _schedule_timer(self, now: float) -> None:
         """Keep exactly one live timer, at the earliest session or battery breakpoint."""
@@ -860,5 +880,5 @@ class Engine:
         for s in list(self.sessions):
             self._unplug(s, "end_of_run")
         for charger in self.chargers:
-            self._charger_changed(charger, self.horizon)
+            self._charger_changed(charger, self.horizon, force=True)
         self.recorder.close_levels(self.horizon)

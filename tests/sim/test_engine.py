@@ -72,7 +72,11 @@ def test_site_limit_is_never_exceeded(strategy: str) -> None:
 
 @pytest.mark.parametrize("strategy", STRATEGIES + ["uncontrolled"])
 def test_cabinet_limit_is_never_exceeded(strategy: str) -> None:
-    result = run_scenario(busy_depot(strategy, grid_kw=None))
+    data = busy_depot(strategy, grid_kw=None)
+    # per-charger series are exact averages over spans whose power moves at most by the
+    # tolerance; keep it small so the pointwise check below is tight
+    data["charging"]["reallocation_tolerance"] = 0.001
+    result = run_scenario(data)
     power = result.power
     for pair in (("dc-01", "dc-02"), ("dc-03", "dc-04")):
         rows = power[power["series"].isin([f"charger:{c}" for c in pair])]
@@ -80,7 +84,7 @@ def test_cabinet_limit_is_never_exceeded(strategy: str) -> None:
         edges = sorted(set(rows["start"]) | set(rows["end"]))
         for t0 in edges[:-1]:
             active = rows[(rows["start"] <= t0) & (rows["end"] > t0)]
-            assert active["value"].sum() <= 150.0 + 1e-6
+            assert active["value"].sum() <= 150.0 * (1 + 3 * 0.001) + 1e-6
 
 
 def test_uncontrolled_charging_exceeds_the_limit_and_reports_the_overload() -> None:
