@@ -212,6 +212,7 @@ class LimitsChanged(DomainEvent):
     source: str
 
     def __post_init__(self) -> None:
+        # Not super(): zero-argument super() breaks in slotted dataclasses before Python 3.14.
         DomainEvent.__post_init__(self)
         if self.unit not in ("W", "A"):
             raise ValueError(f"LimitsChanged.unit must be 'W' or 'A', got {self.unit!r}")
@@ -282,7 +283,7 @@ def from_json(data: Mapping[str, Any]) -> DomainEvent:
             if f.default is MISSING:
                 raise InvalidEventError(f"{kind}: missing field {f.name!r}")
             continue
-        values[f.name] = _decode_value(kind, f.name, hints[f.name], data[f.name])
+        values[f.name] = _decode_value(cls.kind, f.name, hints[f.name], data[f.name])
     try:
         return cls(**values)
     except (TypeError, ValueError) as exc:

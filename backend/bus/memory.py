@@ -140,7 +140,9 @@ class InMemoryBus:
             except Exception:
                 subscription.errors += 1
                 self.handler_errors += 1
-                log.exception("event handler %r failed on %s (charger %s)", subscription.handler, event.kind, event.charger_id)
+                log.exception(
+                    "event handler %r failed on %s (charger %s)", subscription.handler, event.kind, event.charger_id
+                )
 
     def _remove(self, subscription: Subscription) -> None:
         # Identity, not equality: two subscriptions of one handler are distinct.
