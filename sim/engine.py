@@ -649,7 +649,10 @@ class Engine:
             if soc < s.target - _EPS_SOC and not s.charger.faulted:
                 curve = s.curve
                 if soc != s.hours_soc:  # suspended sessions keep their SoC: reuse the figure
-                    piece = s.piece = curve._piece(soc)
+                    piece = s.piece
+                    socs = curve.socs
+                    if not socs[piece] <= soc < socs[piece + 1]:
+                        piece = s.piece = curve._piece(soc)
                     a, b = curve._lines[piece]
                     s.hours_soc = soc
                     s.hours_left = (
