@@ -277,6 +277,75 @@ def regress(
         raise typer.Exit(1)
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    ocpp_port: Annotated[int, typer.Option(min=0, max=65535, help="OCPP websocket port.")] = 9000,
+    db: Annotated[
+        str | None,
+        typer.Option(help="Database URL: sqlite:///PATH, a file path or postgresql://... (default depotsim.db)."),
+    ] = None,
+    bus: Annotated[str | None, typer.Option(help="Event bus URL: memory:// (default) or amqp://...")] = None,
+    accept_unknown: Annotated[
+        bool, typer.Option("--accept-unknown/--no-accept-unknown", help="Accept BootNotification from any charger.")
+    ] = True,
+) -> None:
+    """Run the OCPP 1.6J / 2.0.1 central system at ws://HOST:PORT/ocpp/{charge_point_id} until Ctrl-C.
+
+    Chargers, transactions, meter values and every frame go to --db; domain events to
+    --bus. Not in this version: the HTTP API, and calls from the back end to chargers.
+    """
+    import asyncio
+    import logging
+    import signal
+
+    from backend.bus import open_bus
+    from backend.csms import CsmsConfig
+    from backend.server import OcppServer
+    from backend.store import open_store
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def on_connection(charger_id: str, subprotocol: str, what: str) -> None:
+        console.print(f"{charger_id} ({subprotocol}): {what}", highlight=False)
+
+    async def main() -> None:
+        store = open_store(db)
+        try:
+            event_bus = await open_bus(bus)
+            try:
+                server = OcppServer(
+                    store, event_bus, CsmsConfig(accept_unknown_chargers=accept_unknown), on_connection=on_connection
+                )
+                await server.start(host, ocpp_port)
+                console.print(
+                    f"OCPP central system on ws://{host}:{server.port}/ocpp/{{charge_point_id}}; Ctrl-C stops"
+                )
+                stopped = asyncio.Event()
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(sig, stopped.set)
+                try:
+                    await stopped.wait()
+                finally:
+                    for sig in (signal.SIGINT, signal.SIGTERM):
+                        loop.remove_signal_handler(sig)
+                    await server.stop()
+                console.print("stopped")
+            finally:
+                await event_bus.close()
+        finally:
+            store.close()
+
+    try:
+        asyncio.run(main())
+    except DepotsimError as exc:
+        raise _fail(exc) from None
+    except OSError as exc:
+        err_console.print(f"[bold red]error:[/] cannot listen on {host}:{ocpp_port}: {exc.strerror}")
+        raise typer.Exit(EXIT_USER_ERROR) from None
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

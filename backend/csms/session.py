@@ -1,0 +1,565 @@
+"""One charger's OCPP session, sans-I/O: a text frame in, the frames to send back out.
+
+:class:`ChargePointSession` is the central system's side of one websocket connection. It
+owns no socket, no task and no clock of its own: a driver (the websocket server in
+:mod:`backend.server.ocpp_server`, a test, later the simulator) hands it every text
+message with :meth:`ChargePointSession.receive` and sends whatever it returns. Domain
+events go to the ``bus_sink`` callable, in the order the facts were stored; the driver
+publishes them on the bus.
+
+What happens to a message:
+
+1. :func:`backend.ocpp.framing.decode` reads it against the actions this session
+   handles (:data:`SUPPORTED_ACTIONS`). A frame that breaks OCPP-J is answered with the
+   CALLERROR the codec chose and never reaches a handler; the session stays usable.
+2. The frame is logged in the store verbatim (even a broken one), then the handler for
+   its action stores what it says, through the store's idempotent calls, so a charger
+   resending after a reconnect changes nothing twice.
+3. The reply is checked against the action's response schema, logged and returned.
+
+Handlers are version-neutral where the two versions mean the same thing (BootNotification,
+Heartbeat, StatusNotification, Authorize, MeterValues, DataTransfer, the notifications)
+and version-specific where they do not (1.6 Start/StopTransaction, 2.0.1
+TransactionEvent).
+
+A store failure is answered with an InternalError CALLERROR and logged with its traceback:
+the charger keeps its message and resends it, where an Accepted we could not back with a
+write would lose it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from backend.csms.config import CsmsConfig
+from backend.csms.readings import ENERGY_REGISTER, POWER, SOC, latest, meter_values, parse_time
+from backend.errors import DepotsimError
+from backend.events import (
+    ChargerBooted,
+    ChargerOffline,
+    ChargerOnline,
+    ConnectorStatusChanged,
+    DomainEvent,
+    TransactionEnded,
+    TransactionStarted,
+    TransactionUpdated,
+)
+from backend.ocpp.framing import (
+    UNREADABLE_MESSAGE_ID,
+    CallErrorFrame,
+    CallFrame,
+    CallResultFrame,
+    Fault,
+    FrameError,
+    MessageType,
+    OcppVersion,
+    decode,
+    encode_error,
+    encode_result,
+    reply_for,
+    validate_result,
+)
+from backend.store import (
+    ChargerRecord,
+    ConnectorRecord,
+    Direction,
+    MessageLogEntry,
+    MeterValue,
+    Store,
+    TransactionEventRecord,
+    TransactionRecord,
+    UnknownChargerError,
+)
+from sim.clock import Clock
+
+log = logging.getLogger(__name__)
+
+BusSink = Callable[[DomainEvent], None]
+"""Where a session puts its domain events; the driver publishes them."""
+
+_COMMON: Final = frozenset(
+    {
+        "Authorize",
+        "BootNotification",
+        "DataTransfer",
+        "FirmwareStatusNotification",
+        "Heartbeat",
+        "LogStatusNotification",
+        "MeterValues",
+        "SecurityEventNotification",
+        "StatusNotification",
+    }
+)
+SUPPORTED_ACTIONS: Final[Mapping[OcppVersion, frozenset[str]]] = {
+    OcppVersion.V16: _COMMON | {"DiagnosticsStatusNotification", "StartTransaction", "StopTransaction"},
+    OcppVersion.V201: _COMMON | {"NotifyEvent", "TransactionEvent"},
+}
+"""The charger-initiated actions each version's session handles; others get NotSupported."""
+
+REBOOT_REASON: Final = "charger rebooted"
+AVAILABLE_REASON: Final = "connector reported Available"
+
+_AUTH_STATUSES: Final[Mapping[OcppVersion, frozenset[str]]] = {
+    OcppVersion.V16: frozenset({"Accepted", "Blocked", "Expired", "Invalid", "ConcurrentTx"}),
+    OcppVersion.V201: frozenset(
+        {
+            "Accepted",
+            "Blocked",
+            "ConcurrentTx",
+            "Expired",
+            "Invalid",
+            "NoCredit",
+            "NotAllowedTypeEVSE",
+            "NotAtThisLocation",
+            "NotAtThisTime",
+            "Unknown",
+        }
+    ),
+}
+
+_EMPTY_REPLY_ACTIONS: Final = frozenset(
+    {
+        "DiagnosticsStatusNotification",
+        "FirmwareStatusNotification",
+        "LogStatusNotification",
+        "NotifyEvent",
+        "SecurityEventNotification",
+    }
+)
+"""Notifications we only keep in the message log and answer with an empty payload."""
+
+
+def wire_time(at: datetime) -> str:
+    """An aware time as OCPP sends it: UTC, milliseconds, ``Z``."""
+    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class ChargePointSession:
+    """The central system's side of one charger connection.
+
+    Create one per accepted websocket connection, call :meth:`connected` once, then
+    :meth:`receive` for every message and :meth:`disconnected` when it ends. Every call
+    is synchronous and may block on the store, so an asyncio driver runs it in a worker
+    thread; calls for one session must not overlap.
+    """
+
+    def __init__(
+        self,
+        charger_id: str,
+        version: OcppVersion | str,
+        store: Store,
+        bus_sink: BusSink,
+        clock: Clock,
+        config: CsmsConfig | None = None,
+    ) -> None:
+        """Bind a session to one charger identity and the subprotocol its connection negotiated."""
+        self.charger_id = charger_id
+        self.version = OcppVersion(version)
+        self._store = store
+        self._emit = bus_sink
+        self._clock = clock
+        self._config = config if config is not None else CsmsConfig()
+        self._supported = SUPPORTED_ACTIONS[self.version]
+        self._handlers: dict[str, Callable[[CallFrame, datetime], dict[str, Any]]] = {
+            "Authorize": self._authorize,
+            "BootNotification": self._boot_notification,
+            "DataTransfer": self._data_transfer,
+            "Heartbeat": self._heartbeat,
+            "MeterValues": self._meter_values,
+            "StatusNotification": self._status_notification,
+            "StartTransaction": self._start_transaction,
+            "StopTransaction": self._stop_transaction,
+            "TransactionEvent": self._transaction_event,
+        }
+        self._pending: list[DomainEvent] = []
+
+    # -- connection lifecycle --------------------------------------------------------------
+
+    def connected(self) -> None:
+        """The websocket was accepted: mark the charger online (if registered) and say so."""
+        now = self._clock.now()
+        self._mark_online(True, now)
+        self._emit(ChargerOnline(at=now, charger_id=self.charger_id))
+
+    def disconnected(self, reason: str = "connection_closed") -> None:
+        """The websocket ended: mark the charger offline (if registered) and say why."""
+        now = self._clock.now()
+        self._mark_online(False, now)
+        self._emit(ChargerOffline(at=now, charger_id=self.charger_id, reason=reason))
+
+    def _mark_online(self, online: bool, now: datetime) -> None:
+        # Not booted yet: its BootNotification registers it as online.
+        with contextlib.suppress(UnknownChargerError):
+            self._store.set_online(self.charger_id, online, now)
+
+    # -- frames ------------------------------------------------------------------------------
+
+    def receive(self, text: str | bytes) -> list[str]:
+        """Handle one websocket message; return the frames to send back, in order.
+
+        Never raises for anything the charger sent. A :class:`backend.store.StoreError`
+        while logging the frame itself propagates: nothing was handled, and the driver
+        should close the connection so that the charger resends elsewhere or later.
+        """
+        now = self._clock.now()
+        raw = text if isinstance(text, str) else bytes(text).decode("utf-8", errors="replace")
+        try:
+            frame = decode(text, self.version, supported_actions=self._supported)
+        except FrameError as err:
+            unreadable = err.message_id == UNREADABLE_MESSAGE_ID and err.message_type is None
+            readable_id = None if unreadable else err.message_id
+            self._log(Direction.IN, now, err.message_type, readable_id, None, raw)
+            if not err.should_reply:
+                return []
+            return [self._send(reply_for(err), MessageType.CALLERROR, err.message_id, None)]
+        if isinstance(frame, CallResultFrame | CallErrorFrame):
+            # This slice sends no calls, so nothing waits for an answer: keep it in the log.
+            kind = MessageType.CALLRESULT if isinstance(frame, CallResultFrame) else MessageType.CALLERROR
+            self._log(Direction.IN, now, kind, frame.message_id, None, raw)
+            log.info("%s: answer %s to no call of ours, logged", self.charger_id, frame.message_id)
+            return []
+        self._log(Direction.IN, now, MessageType.CALL, frame.message_id, frame.action, raw)
+        return [self._handle(frame, now)]
+
+    def _handle(self, frame: CallFrame, now: datetime) -> str:
+        events: list[DomainEvent] = []
+        self._pending = events
+        try:
+            handler = self._handlers.get(frame.action)
+            payload = {} if handler is None else handler(frame, now)
+            validate_result(frame.action, payload, self.version, message_id=frame.message_id, fault=Fault.LOCAL)
+            reply = encode_result(frame.message_id, payload)
+        except FrameError as err:
+            if err.fault is Fault.PEER:
+                return self._send(reply_for(err), MessageType.CALLERROR, frame.message_id, frame.action)
+            log.exception("%s: our %s reply broke OCPP-J", self.charger_id, frame.action)
+            return self._internal_error(frame, "the central system built an invalid reply")
+        except DepotsimError as err:
+            log.exception("%s: %s failed", self.charger_id, frame.action)
+            return self._internal_error(frame, str(err))
+        finally:
+            self._pending = []
+        for event in events:
+            self._emit(event)
+        return self._send(reply, MessageType.CALLRESULT, frame.message_id, frame.action)
+
+    def _internal_error(self, frame: CallFrame, description: str) -> str:
+        text = encode_error(CallErrorFrame(frame.message_id, "InternalError", description[:255], {}))
+        return self._send(text, MessageType.CALLERROR, frame.message_id, frame.action)
+
+    def _send(self, text: str, kind: MessageType, message_id: str, action: str | None) -> str:
+        self._log(Direction.OUT, self._clock.now(), kind, message_id, action, text)
+        return text
+
+    def _log(
+        self,
+        direction: Direction,
+        at: datetime,
+        kind: int | None,
+        message_id: str | None,
+        action: str | None,
+        text: str,
+    ) -> None:
+        self._store.log_message(
+            MessageLogEntry(
+                charger_id=self.charger_id,
+                direction=direction,
+                at=at,
+                message_type=kind,
+                message_id=message_id,
+                action=action,
+                payload=text,
+            )
+        )
+
+    def _event(self, event: DomainEvent) -> None:
+        # Held until the reply is built, so a failed handler publishes nothing half-done.
+        self._pending.append(event)
+
+    def _time(self, frame: CallFrame, field: str, text: str | None, now: datetime) -> datetime:
+        return now if text is None else parse_time(text, field, self.version, frame.message_id)
+
+    # -- handlers: both versions -------------------------------------------------------------
+
+    def _boot_notification(self, frame: CallFrame, now: datetime) -> dict[str, Any]:
+        p = frame.payload
+        if self.version is OcppVersion.V16:
+            vendor, model = p["chargePointVendor"], p["chargePointModel"]
+            serial = p.get("chargePointSerialNumber") or p.get("chargeBoxSerialNumber")
+            firmware = p.get("firmwareVersion")
+        else:
+            station = p["chargingStation"]
+            vendor, model = station["vendorName"], station["model"]
+            serial, firmware = station.get("serialNumber"), station.get("firmwareVersion")
+        status = self._config.boot_status(self.charger_id)
+        self._store.upsert_charger(
+            ChargerRecord(
+                charger_id=self.charger_id,
+                ocpp_version=self.version.value,
+                vendor=vendor,
+                model=model,
+                serial=serial,
+                firmware=firmware,
+                boot_status=status,
+                registered_at=now,
+                last_seen=now,
+                online=True,
+            )
+        )
+        # Whatever the charger ran before it booted is gone: close it rather than leave it open.
+        for tx in self._store.close_zombies(self.charger_id, REBOOT_REASON, now):
+            self._zombie_closed(tx, now)
+        self._event(
+            ChargerBooted(
+                at=now,
+                charger_id=self.charger_id,
+                ocpp_version=self.version.value.removeprefix("ocpp"),
+                vendor=vendor,
+                model=model,
+                boot_status=status,
+            )
+        )
+        return {"currentTime": wire_time(now), "interval": self._config.heartbeat_interval_s, "status": status}
+
+    def _heartbeat(self, frame: CallFrame, now: datetime) -> dict[str, Any]:
+        self._mark_online(True, now)
+        return {"currentTime": wire_time(now)}
+
+    def _status_notification(self, frame: CallFrame, now: datetime) -> dict[str, Any]:
+        p = frame.payload
+        if self.version is OcppVersion.V16:
+            evse_id, connector_id, status, error_code = None, p["connectorId"], p["status"], p["errorCode"]
+        else:
+            evse_id, connector_id, status, error_code = p["evseId"], p["connectorId"], p["connectorStatus"], None
+        at = self._time(frame, "timestamp", p.get("timestamp"), now)
+        record = ConnectorRecord(
+            charger_id=self.charger_id,
+            connector_id=connector_id,
+            evse_id=evse_id,
+            status=status,
+            error_code=error_code,
+            updated_at=at,
+        )
+        if self._store.upsert_connector_status(record):
+            # 2.0.1 transactions belong to an EVSE, 1.6 ones to a connector (see TransactionRecord).
+            reported = connector_id if evse_id is None else evse_id
+            self._event(
+                ConnectorStatusChanged(
+                    at=at, charger_id=self.charger_id, connector_id=reported, status=status, error_code=error_code
+                )
+            )
+            if status == "Available" and reported != 0:
+                # Nothing can charge on a connector that is Available: a transaction still
+                # open there lost its stop (a crash, a lost StopTransaction).
+                for tx in self._store.close_zombies(self.charger_id, AVAILABLE_REASON, at, connector_id=reported):
+                    self._zombie_closed(tx, at)
+        return {}
+
+    def _authorize(self, frame: CallFrame, now: datetime) -> dict[str, Any]:
+        if self.version is OcppVersion.V16:
+            return {"idTagInfo": {"status": self._id_status(frame.payload["idTag"], now)}}
+        return {"idTokenInfo": {"status": self._id_status(frame.payload["idToken"]["idToken"], now)}}
+
+    def _id_status(self, tag: str, now: datetime) -> str:
+        """Accept-all first, then the store's entry (the operator's word), then the allow list."""
+        if self._config.accept_all_id_tags:
+            return "Accepted"
+        stored = self._store.get_id_tag(tag)
+        if stored is not None:
+            if stored.expiry is not None and stored.expiry <= now:
+                return "Expired"
+            return stored.status if stored.status in _AUTH_STATUSES[self.version] else "Invalid"
+        return "Accepted" if tag in self._config.id_tags else "Invalid"
+
+    def _meter_values(self, frame: CallFrame, now: datetime) -> dict[str, Any]:
+        p = frame.payload
+        if self.version is OcppVersion.V16:
+            connector_id, raw_tx = p["connectorId"], p.get("transactionId")
+            tx_id = None if raw_tx is None else str(raw_tx)
+        else:
+            connector_id, tx_id = p["evseId"], None
+        rows = meter_values(
+            p["meterValue"],
+            charger_id=self.charger_id,
+            connector_id=connector_id,
+            tx_id=tx_id,
+            version=self.version,
+            message_id=frame.message_id,
+        )
+        new = self._store.add_meter_values(rows)
+        if new and tx_id is not None:
+            # 1.6 has no seqNo: count the transaction's distinct sample times, which only grows.
+            seq_no = len({row.at for row in self._store.meter_values(self.charger_id, tx_id)})
+            self._updated(tx_id, seq_no, rows, now)
+        return {}
+
+    def _data_transfer(self, frame: CallFrame, now: datetime) -> dict[str, Any]:
+        accepted = frame.payload["vendorId"] in self._config.accepted_data_transfer_vendors
+        return {"status": "Accepted" if accepted else "UnknownVendorId"}
+
+    # -- handlers: 1.6 transactions ----------------------------------------------------------
+
+    def _start_transaction(self, frame: CallFrame, now: datetime) -> dict[str, Any]:
+        p = frame.payload
+        started_at = self._time(frame, "timestamp", p["timestamp"], now)
+        status = self._id_status(p["idTag"], now)
+        # Recorded whatever the tag's status: 1.6 §5.9 has the charger start first and stop
+        # when we answer anything but Accepted, and that energy still flowed.
+        tx, created = self._store.start_transaction(
+            self.charger_id, p["connectorId"], p["idTag"], float(p["meterStart"]), started_at
+        )
+        if created:
+            self._event(
+                TransactionStarted(
+                    at=started_at,
+                    charger_id=self.charger_id,
+                    tx_id=tx.tx_id,
+                    connector_id=p["connectorId"],
+                    id_tag=p["idTag"],
+                    meter_start_wh=float(p["meterStart"]),
+                )
+            )
+        return {"transactionId": int(tx.tx_id), "idTagInfo": {"status": status}}
+
+    def _stop_transaction(self, frame: CallFrame, now: datetime) -> dict[str, Any]:
+        p = frame.payload
+        tx_id = str(p["transactionId"])
+        stopped_at = self._time(frame, "timestamp", p["timestamp"], now)
+        rows = meter_values(
+            p.get("transactionData", ()),
+            charger_id=self.charger_id,
+            connector_id=0,
+            tx_id=tx_id,
+            version=self.version,
+            message_id=frame.message_id,
+        )
+        existing = self._store.get_transaction(self.charger_id, tx_id)
+        if existing is not None and existing.connector_id is not None:
+            rows = [replace(row, connector_id=existing.connector_id) for row in rows]
+        self._store.add_meter_values(rows)
+        tx, applied = self._store.stop_transaction(
+            self.charger_id, tx_id, float(p["meterStop"]), stopped_at, p.get("reason")
+        )
+        if tx.is_orphan_stop and applied:
+            log.warning("%s: StopTransaction for unknown transaction %s kept as an orphan stop", self.charger_id, tx_id)
+        if applied:
+            self._event(
+                TransactionEnded(
+                    at=stopped_at,
+                    charger_id=self.charger_id,
+                    tx_id=tx_id,
+                    meter_stop_wh=float(p["meterStop"]),
+                    reason=p.get("reason"),
+                )
+            )
+        if "idTag" in p:
+            return {"idTagInfo": {"status": self._id_status(p["idTag"], now)}}
+        return {}
+
+    # -- handlers: 2.0.1 transactions --------------------------------------------------------
+
+    def _transaction_event(self, frame: CallFrame, now: datetime) -> dict[str, Any]:
+        p = frame.payload
+        info = p["transactionInfo"]
+        tx_id, event_type, offline = info["transactionId"], p["eventType"], bool(p.get("offline", False))
+        at = self._time(frame, "timestamp", p["timestamp"], now)
+        evse_id = p.get("evse", {}).get("id", 0)
+        id_tag = p.get("idToken", {}).get("idToken")
+        rows = meter_values(
+            p.get("meterValue", ()),
+            charger_id=self.charger_id,
+            connector_id=evse_id,
+            tx_id=tx_id,
+            version=self.version,
+            message_id=frame.message_id,
+        )
+        new = self._store.apply_transaction_event(
+            TransactionEventRecord(
+                charger_id=self.charger_id,
+                tx_id=tx_id,
+                seq_no=p["seqNo"],
+                event_type=event_type,
+                at=at,
+                trigger_reason=p["triggerReason"],
+                offline=offline,
+                payload=json.dumps(p, separators=(",", ":")),
+            )
+        )
+        self._store.add_meter_values(rows)
+        energy = latest(rows, ENERGY_REGISTER)
+        # Start and stop are idempotent in the store: applied whether or not the event was
+        # new, so a crash between the two writes loses nothing (see apply_transaction_event).
+        if event_type == "Started":
+            tx, opened = self._store.open_transaction_event(
+                self.charger_id, tx_id, evse_id, at, id_tag=id_tag, meter_start_wh=energy, offline=offline
+            )
+            if opened:
+                self._event(
+                    TransactionStarted(
+                        at=at,
+                        charger_id=self.charger_id,
+                        tx_id=tx_id,
+                        connector_id=evse_id,
+                        id_tag=tx.id_tag,
+                        meter_start_wh=tx.meter_start_wh if tx.meter_start_wh is not None else 0.0,
+                    )
+                )
+        elif event_type == "Ended":
+            tx, applied = self._store.stop_transaction(self.charger_id, tx_id, energy, at, info.get("stoppedReason"))
+            if applied:
+                stop = energy if energy is not None else _last_energy(self._store, tx)
+                self._event(
+                    TransactionEnded(
+                        at=at, charger_id=self.charger_id, tx_id=tx_id, meter_stop_wh=stop, reason=tx.stop_reason
+                    )
+                )
+        elif new:
+            self._updated(tx_id, p["seqNo"], rows, at)
+        if id_tag is not None:
+            return {"idTokenInfo": {"status": self._id_status(id_tag, now)}}
+        return {}
+
+    # -- shared helpers ----------------------------------------------------------------------
+
+    def _updated(self, tx_id: str, seq_no: int, rows: Sequence[MeterValue], at: datetime) -> None:
+        """Publish TransactionUpdated when the rows hold an energy register and the start is known."""
+        energy = latest(rows, ENERGY_REGISTER)
+        tx = self._store.get_transaction(self.charger_id, tx_id)
+        if energy is None or tx is None or tx.meter_start_wh is None:
+            return
+        self._event(
+            TransactionUpdated(
+                at=max(row.at for row in rows) if rows else at,
+                charger_id=self.charger_id,
+                tx_id=tx_id,
+                seq_no=seq_no,
+                energy_wh=energy - tx.meter_start_wh,
+                power_w=latest(rows, POWER),
+                soc=latest(rows, SOC),
+            )
+        )
+
+    def _zombie_closed(self, tx: TransactionRecord, at: datetime) -> None:
+        self._event(
+            TransactionEnded(
+                at=at,
+                charger_id=self.charger_id,
+                tx_id=tx.tx_id,
+                meter_stop_wh=_last_energy(self._store, tx),
+                reason=tx.closed_by_rule,
+            )
+        )
+
+
+def _last_energy(store: Store, tx: TransactionRecord) -> float:
+    """The best stop reading we have without the charger's: its last energy register, else its start."""
+    energy = latest(store.meter_values(tx.charger_id, tx.tx_id), ENERGY_REGISTER)
+    if energy is not None:
+        return energy
+    return tx.meter_start_wh if tx.meter_start_wh is not None else 0.0
