@@ -28,11 +28,28 @@ Decisions and why:
   for a charger that is connected.
 * **Events after the reply.** Domain events are published once the reply is sent, so
   a slow subscriber never delays a charger.
+* **Our calls go out from a writer task.** :meth:`OcppServer.call` only queues a call on
+  the connection's :class:`backend.csms.outbound.OutboundQueue` and waits; the writer
+  task sends one CALL at a time and times it out. The message loop never sends a CALL,
+  so a handler can never end up waiting on the charger it is answering. CALLRESULT and
+  CALLERROR frames are routed to the queue before the session sees them (and logged in
+  the store, as the session logs every frame).
+* **Liveness from both ends.** A watchdog closes a connection on which nothing arrived
+  for ``offline_after_s`` (default ``max(2 x heartbeat interval, 120 s)``) and marks the
+  charger offline with reason ``"heartbeat_timeout"``: a half-open TCP connection
+  otherwise keeps a dead charger "online" for hours. Websocket pings are ours, not the
+  library's (``serve(ping_interval=None)``), because the library's setting is per server
+  and some chargers break on pings; a charger in ``no_ping_chargers`` is never pinged,
+  the others are pinged every ``ping_interval_s`` and go offline (``"ping_timeout"``)
+  when a pong does not come within ``ping_timeout_s``. A pong counts as a sign of life
+  for the watchdog, since a charger answering pings may heartbeat rarely.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,10 +64,11 @@ from websockets.http11 import Request, Response
 
 from backend.bus import Bus, BusError
 from backend.csms.config import CsmsConfig
+from backend.csms.outbound import DEFAULT_TIMEOUT_S, ChargerNotConnectedError, OutboundQueue, PendingCall
 from backend.csms.session import ChargePointSession
 from backend.events import DomainEvent
-from backend.ocpp.framing import OcppVersion
-from backend.store import Store
+from backend.ocpp.framing import CallErrorFrame, CallResultFrame, FrameError, MessageType, OcppVersion, decode
+from backend.store import Direction, MessageLogEntry, Store
 from sim.clock import Clock, WallClock
 
 log = logging.getLogger(__name__)
@@ -61,6 +79,12 @@ SUBPROTOCOLS: Final = (OcppVersion.V201.value, OcppVersion.V16.value)
 
 REPLACED_CODE: Final = 1000
 REPLACED_REASON: Final = "replaced by a new connection"
+OFFLINE_CODE: Final = 1001
+OFFLINE_CLOSE_TIMEOUT_S = 2.0
+"""How long a charger presumed dead gets to answer our close frame before the socket is dropped."""
+MIN_OFFLINE_AFTER_S: Final = 120.0
+"""The shortest default silence before a charger counts as offline: a little over two heartbeats
+of a charger on a short interval would flap on every network hiccup."""
 
 _T = TypeVar("_T")
 
@@ -93,8 +117,15 @@ class _Connection:
     charger_id: str
     websocket: ServerConnection
     session: ChargePointSession
+    outbound: OutboundQueue
     events: list[DomainEvent] = field(default_factory=list)
     finished: asyncio.Event = field(default_factory=asyncio.Event)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when a call is queued, so the writer task looks again."""
+    last_heard: float = 0.0
+    """``loop.time()`` of the last message or pong; the watchdog measures silence from it."""
+    offline_reason: str = "connection_closed"
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 class OcppServer:
@@ -111,6 +142,11 @@ class OcppServer:
         clock: Clock | None = None,
         *,
         on_connection: Callable[[str, str, str], None] | None = None,
+        call_timeout_s: float = DEFAULT_TIMEOUT_S,
+        offline_after_s: float | None = None,
+        ping_interval_s: float | None = 20.0,
+        ping_timeout_s: float = 20.0,
+        no_ping_chargers: frozenset[str] = frozenset(),
     ) -> None:
         """Prepare a server; nothing listens until :meth:`start`.
 
@@ -121,6 +157,14 @@ class OcppServer:
             clock: the time for every stored fact; wall clock by default.
             on_connection: called with (charger id, subprotocol, "connected" or
                 "disconnected (DETAIL)"), for the CLI's per-connection log line.
+            call_timeout_s: how long a charger has to answer :meth:`call` by default.
+            offline_after_s: silence after which a connection is closed and its charger
+                marked offline; None derives ``max(2 x heartbeat interval, 120 s)`` from
+                ``config``.
+            ping_interval_s: seconds between websocket pings; None pings no charger.
+            ping_timeout_s: how long a pong may take before the charger counts as offline.
+            no_ping_chargers: identities never pinged (chargers whose firmware breaks on
+                websocket pings); the watchdog still covers them.
         """
         self._store = store
         self._bus = bus
@@ -129,6 +173,22 @@ class OcppServer:
         self._on_connection = on_connection
         self._server: Server | None = None
         self._connections: dict[str, _Connection] = {}
+        for name, value in (("call_timeout_s", call_timeout_s), ("ping_timeout_s", ping_timeout_s)):
+            if value <= 0:
+                raise ValueError(f"{name} must be positive, got {value!r}")
+        if offline_after_s is None:
+            offline_after_s = max(2.0 * self._config.heartbeat_interval_s, MIN_OFFLINE_AFTER_S)
+        if offline_after_s <= 0:
+            raise ValueError(f"offline_after_s must be positive, got {offline_after_s!r}")
+        if ping_interval_s is not None and ping_interval_s <= 0:
+            raise ValueError(f"ping_interval_s must be positive or None, got {ping_interval_s!r}")
+        if isinstance(no_ping_chargers, str):
+            raise TypeError("no_ping_chargers must be a collection of charger ids, not one string")
+        self._call_timeout_s = float(call_timeout_s)
+        self._offline_after_s = float(offline_after_s)
+        self._ping_interval_s = ping_interval_s
+        self._ping_timeout_s = float(ping_timeout_s)
+        self._no_ping = frozenset(no_ping_chargers)
 
     @property
     def port(self) -> int:
@@ -141,6 +201,43 @@ class OcppServer:
         """The identities holding a connection now, sorted."""
         return sorted(self._connections)
 
+    def outbound_queue(self, charger_id: str) -> OutboundQueue | None:
+        """The call queue of the charger's current connection (for inspection), or None."""
+        conn = self._connections.get(charger_id)
+        return None if conn is None else conn.outbound
+
+    async def call(
+        self, charger_id: str, action: str, payload: dict[str, Any], timeout: float | None = None
+    ) -> dict[str, Any]:
+        """Send ``action`` to a connected charger and return its CALLRESULT payload.
+
+        The call waits its turn behind earlier calls to the same charger (one CALL in
+        flight, as OCPP-J requires); ``timeout`` (default ``call_timeout_s``) counts from
+        when it is sent. Never call this from a session handler's thread; from any task on
+        the server's loop it is fine, and cancelling the wait withdraws a call not yet sent.
+
+        Raises:
+            ChargerNotConnectedError: the charger holds no connection.
+            FrameError: ``payload`` breaks the action's request schema; nothing was sent.
+            OutboundCallError: a CALLERROR (``code`` is its errorCode), a timeout
+                (``"Timeout"``), a reply breaking the response schema, or the connection
+                ending first (``"ConnectionClosed"``).
+        """
+        conn = self._connections.get(charger_id)
+        if conn is None or conn.finished.is_set():
+            raise ChargerNotConnectedError(
+                "NotConnected", f"charger {charger_id!r} has no OCPP connection", action=action
+            )
+        pending = conn.outbound.submit(action, payload, timeout)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        pending.add_done_callback(lambda call: _settle(future, call))
+        conn.wake.set()
+        try:
+            return await future
+        except asyncio.CancelledError:
+            conn.outbound.discard(pending)
+            raise
+
     async def start(self, host: str = "127.0.0.1", port: int = 9000) -> None:
         """Listen on ``host:port``; returns once the socket is bound."""
         if self._server is not None:
@@ -151,6 +248,8 @@ class OcppServer:
             port,
             subprotocols=list(SUBPROTOCOLS),  # type: ignore[arg-type]
             process_request=self._check_request,
+            # Pings are per charger (see the module docstring): _ping_loop sends them.
+            ping_interval=None,
         )
         log.info("OCPP server listening on ws://%s:%d%s{charge_point_id}", host, self.port, PATH_PREFIX)
 
@@ -196,7 +295,8 @@ class OcppServer:
         session = ChargePointSession(
             charger_id, websocket.subprotocol, self._store, events.append, self._clock, self._config
         )
-        conn = _Connection(charger_id, websocket, session, events)
+        outbound = OutboundQueue(charger_id, websocket.subprotocol, self._clock, self._call_timeout_s)
+        conn = _Connection(charger_id, websocket, session, outbound, events)
         old = self._connections.get(charger_id)
         self._connections[charger_id] = conn
         try:
@@ -208,13 +308,25 @@ class OcppServer:
                 return  # replaced again while closing the old one
             await self._run(conn, session.connected)
             self._notify(charger_id, websocket.subprotocol, "connected")
+            conn.last_heard = asyncio.get_running_loop().time()
+            conn.tasks.append(asyncio.create_task(self._writer(conn), name=f"ocpp-writer-{charger_id}"))
+            conn.tasks.append(asyncio.create_task(self._watchdog(conn), name=f"ocpp-watchdog-{charger_id}"))
+            if self._ping_interval_s is not None and charger_id not in self._no_ping:
+                ping = self._ping_loop(conn, self._ping_interval_s)
+                conn.tasks.append(asyncio.create_task(ping, name=f"ocpp-ping-{charger_id}"))
             await self._message_loop(conn)
         finally:
             await self._finish(conn)
 
     async def _message_loop(self, conn: _Connection) -> None:
+        loop = asyncio.get_running_loop()
         try:
             async for message in conn.websocket:
+                conn.last_heard = loop.time()
+                answer = _as_reply(message, conn.outbound.version)
+                if answer is not None:
+                    await self._on_reply(conn, message, answer)
+                    continue
                 replies = await self._run(conn, conn.session.receive, message)
                 try:
                     for reply in replies:
@@ -224,11 +336,128 @@ class OcppServer:
         except ConnectionClosed:
             pass  # an abnormal close; the reason is logged in _finish
 
+    async def _on_reply(
+        self, conn: _Connection, message: str | bytes, reply: CallResultFrame | CallErrorFrame | FrameError
+    ) -> None:
+        """Log a CALLRESULT / CALLERROR, then settle the call in flight with it and let the next call go.
+
+        Logged first, as the session logs a frame before handling it, so that a caller
+        who got its answer finds it in the message log.
+        """
+        if isinstance(reply, FrameError):
+            kind, message_id = reply.message_type, reply.message_id
+        else:
+            kind = MessageType.CALLRESULT if isinstance(reply, CallResultFrame) else MessageType.CALLERROR
+            message_id = reply.message_id
+        text = message if isinstance(message, str) else bytes(message).decode("utf-8", errors="replace")
+        await self._log_frame(conn, Direction.IN, kind, message_id, None, text)
+        if isinstance(reply, FrameError):
+            conn.outbound.on_broken_reply(reply)
+        else:
+            conn.outbound.on_reply(reply)
+        conn.wake.set()
+
+    async def _writer(self, conn: _Connection) -> None:
+        """Send queued calls one at a time and time out the one in flight; the only sender of CALLs."""
+        queue = conn.outbound
+        try:
+            while True:
+                text = queue.next_frame()
+                if text is not None:
+                    call = queue.in_flight
+                    if call is not None:
+                        await self._log_frame(conn, Direction.OUT, MessageType.CALL, call.message_id, call.action, text)
+                    await conn.websocket.send(text)
+                    continue
+                deadline = queue.next_deadline()
+                conn.wake.clear()
+                delay = None if deadline is None else max(0.0, (deadline - self._clock.now()).total_seconds())
+                try:
+                    await asyncio.wait_for(conn.wake.wait(), delay)
+                except TimeoutError:
+                    queue.on_deadline(self._clock.now())
+        except ConnectionClosed:
+            pass  # the message loop sees the close too, and _finish fails what is left
+
+    async def _watchdog(self, conn: _Connection) -> None:
+        """Close a connection that stayed silent for ``offline_after_s``: the charger is offline."""
+        loop = asyncio.get_running_loop()
+        while True:
+            silent_for = loop.time() - conn.last_heard
+            if silent_for >= self._offline_after_s:
+                log.warning("%s: nothing heard for %.1f s, closing as offline", conn.charger_id, silent_for)
+                await self._close_offline(conn, "heartbeat_timeout", f"no message for {self._offline_after_s:g} s")
+                return
+            await asyncio.sleep(self._offline_after_s - silent_for)
+
+    async def _ping_loop(self, conn: _Connection, interval: float) -> None:
+        """Ping every ``interval`` seconds; a missing pong means the charger is offline."""
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                await asyncio.sleep(interval)
+                pong = await conn.websocket.ping()
+                try:
+                    await asyncio.wait_for(pong, self._ping_timeout_s)
+                except TimeoutError:
+                    log.warning("%s: no pong within %g s, closing as offline", conn.charger_id, self._ping_timeout_s)
+                    await self._close_offline(conn, "ping_timeout", f"no pong within {self._ping_timeout_s:g} s")
+                    return
+                conn.last_heard = loop.time()
+        except ConnectionClosed:
+            pass
+
+    async def _close_offline(self, conn: _Connection, reason: str, detail: str) -> None:
+        conn.offline_reason = reason
+        # A peer that went silent will likely not answer the close frame either: do not wait
+        # the full close_timeout (10 s) for it.
+        try:
+            await asyncio.wait_for(conn.websocket.close(OFFLINE_CODE, f"offline: {detail}"), OFFLINE_CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            conn.websocket.transport.abort()
+
+    async def _log_frame(
+        self,
+        conn: _Connection,
+        direction: Direction,
+        kind: int | None,
+        message_id: str | None,
+        action: str | None,
+        text: str,
+    ) -> None:
+        entry = MessageLogEntry(
+            charger_id=conn.charger_id,
+            direction=direction,
+            at=self._clock.now(),
+            message_type=kind,
+            message_id=message_id,
+            action=action,
+            payload=text,
+        )
+        try:
+            await asyncio.to_thread(self._store.log_message, entry)
+        except Exception:
+            # The call itself went through; a log gap is reported, not worth a dropped charger.
+            log.exception("%s: could not log %s frame %s", conn.charger_id, direction, message_id)
+
+    async def _stop_tasks(self, conn: _Connection) -> None:
+        current = asyncio.current_task()
+        tasks = [task for task in conn.tasks if task is not current]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        conn.tasks.clear()
+
     async def _finish(self, conn: _Connection) -> None:
         try:
+            await self._stop_tasks(conn)
+            reason = REPLACED_REASON if self._connections.get(conn.charger_id) is not conn else "connection closed"
+            conn.outbound.abort(reason)
             if self._connections.get(conn.charger_id) is conn:
                 del self._connections[conn.charger_id]
-                await self._run(conn, conn.session.disconnected, "connection_closed")
+                await self._run(conn, conn.session.disconnected, conn.offline_reason)
                 detail = _close_detail(conn.websocket)
                 self._notify(conn.charger_id, conn.websocket.subprotocol or "", f"disconnected ({detail})")
             else:
@@ -258,6 +487,34 @@ class OcppServer:
         log.info("%s (%s): %s", charger_id, subprotocol, what)
         if self._on_connection is not None:
             self._on_connection(charger_id, subprotocol, what)
+
+
+def _settle(future: asyncio.Future[dict[str, Any]], call: PendingCall) -> None:
+    if future.done():  # the caller was cancelled
+        return
+    if call.error is not None:
+        future.set_exception(call.error)
+    else:
+        future.set_result(call.result if call.result is not None else {})
+
+
+def _as_reply(message: str | bytes, version: OcppVersion) -> CallResultFrame | CallErrorFrame | FrameError | None:
+    """A CALLRESULT / CALLERROR (or the error reading one) for the outbound queue; None for the session.
+
+    Only a message whose MessageTypeId is the integer 3 or 4 is ours: everything else,
+    including what is not JSON at all, goes to the session, which answers it.
+    """
+    try:
+        head = json.loads(message)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(head, list) or not head or type(head[0]) is not int or head[0] not in (3, 4):
+        return None
+    try:
+        frame = decode(message, version)
+    except FrameError as err:
+        return None if err.should_reply else err
+    return frame if isinstance(frame, CallResultFrame | CallErrorFrame) else None
 
 
 def _close_detail(websocket: ServerConnection) -> str:
