@@ -289,11 +289,25 @@ def serve(
     accept_unknown: Annotated[
         bool, typer.Option("--accept-unknown/--no-accept-unknown", help="Accept BootNotification from any charger.")
     ] = True,
+    api_port: Annotated[
+        int, typer.Option(min=0, max=65535, help="HTTP API port (OpenAPI at /openapi.json); 0 turns the API off.")
+    ] = 8000,
+    api_token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="DEPOTSIM_API_TOKEN",
+            help="Bearer token the HTTP API requires (all but /health, /openapi.json, /docs); none: no auth.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run the OCPP 1.6J / 2.0.1 central system at ws://HOST:PORT/ocpp/{charge_point_id} until Ctrl-C.
 
     Chargers, transactions, meter values and every frame go to --db; domain events to
-    --bus. Not in this version: the HTTP API, and calls from the back end to chargers.
+    --bus. The HTTP API (chargers, transactions, message log, commands) listens on
+    http://HOST:API_PORT in the same process; --api-port 0 turns it off (unlike
+    --ocpp-port, where 0 picks a free port). Prefer DEPOTSIM_API_TOKEN to --api-token:
+    a command-line argument is visible to every user of the machine.
     """
     import asyncio
     import logging
@@ -302,6 +316,7 @@ def serve(
     from backend.bus import open_bus
     from backend.csms import CsmsConfig
     from backend.server import OcppServer
+    from backend.server.api import ApiServer, create_app
     from backend.store import open_store
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -318,18 +333,30 @@ def serve(
                     store, event_bus, CsmsConfig(accept_unknown_chargers=accept_unknown), on_connection=on_connection
                 )
                 await server.start(host, ocpp_port)
-                console.print(
-                    f"OCPP central system on ws://{host}:{server.port}/ocpp/{{charge_point_id}}; Ctrl-C stops"
-                )
-                stopped = asyncio.Event()
-                loop = asyncio.get_running_loop()
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    loop.add_signal_handler(sig, stopped.set)
+                api: ApiServer | None = None
                 try:
-                    await stopped.wait()
-                finally:
+                    console.print(f"OCPP central system on ws://{host}:{server.port}/ocpp/{{charge_point_id}}")
+                    if api_port:
+                        api = ApiServer(create_app(store, server, api_token or None), host, api_port)
+                        try:
+                            await api.start()
+                        except OSError as exc:
+                            raise _ListenError(api_port, exc) from exc
+                        auth = "bearer token required" if api_token else "no token: anyone who can connect may use it"
+                        console.print(f"HTTP API on http://{host}:{api.port} (/openapi.json; {auth})")
+                    console.print("Ctrl-C stops")
+                    stopped = asyncio.Event()
+                    loop = asyncio.get_running_loop()
                     for sig in (signal.SIGINT, signal.SIGTERM):
-                        loop.remove_signal_handler(sig)
+                        loop.add_signal_handler(sig, stopped.set)
+                    try:
+                        await stopped.wait()
+                    finally:
+                        for sig in (signal.SIGINT, signal.SIGTERM):
+                            loop.remove_signal_handler(sig)
+                finally:
+                    if api is not None:
+                        await api.stop()
                     await server.stop()
                 console.print("stopped")
             finally:
@@ -337,10 +364,20 @@ def serve(
         finally:
             store.close()
 
+    class _ListenError(Exception):
+        """The API port could not be bound; says which port, since the OCPP one may be fine."""
+
+        def __init__(self, port: int, cause: OSError) -> None:
+            super().__init__(port, cause)
+            self.port, self.cause = port, cause
+
     try:
         asyncio.run(main())
     except DepotsimError as exc:
         raise _fail(exc) from None
+    except _ListenError as exc:
+        err_console.print(f"[bold red]error:[/] cannot listen on {host}:{exc.port}: {exc.cause.strerror or exc.cause}")
+        raise typer.Exit(EXIT_USER_ERROR) from None
     except OSError as exc:
         err_console.print(f"[bold red]error:[/] cannot listen on {host}:{ocpp_port}: {exc.strerror}")
         raise typer.Exit(EXIT_USER_ERROR) from None
