@@ -1,8 +1,10 @@
 """The ``depotsim`` command line.
 
 Commands: ``run`` (simulate a scenario and write tables, KPIs and plots), ``validate``
-(check a scenario file), ``report`` (KPI table and plots from a run directory) and
-``schema`` (the scenario JSON Schema). User mistakes (a bad scenario, an unwritable
+(check a scenario file), ``report`` (KPI table and plots from a run directory),
+``schema`` (the scenario JSON Schema), ``sweep`` (parameter x seed sweeps on a process
+pool or Dask), ``regress`` (regression scenarios against committed KPI baselines) and
+``serve`` (the OCPP central system and its HTTP API). User mistakes (a bad scenario, an unwritable
 output directory) print one clear message and exit with status 2; a traceback means
 a bug.
 """
