@@ -83,7 +83,7 @@ class Session:
     __slots__ = (
         "sid", "vehicle", "connector", "charger", "curve", "cap", "eff", "target", "t0", "soc",
         "limit", "power", "mode", "a", "b", "piece", "hours_soc", "hours_left", "target_hours", "max_kw",
-        "need", "need_soc", "need_dep", "alloc_power", "next_t", "crit_soc", "plug_in", "soc_in",
+        "need", "need_soc", "need_dep", "next_t", "crit_soc", "plug_in", "soc_in",
         "kwh", "queued_at", "next_dep",
     )  # fmt: skip
 
@@ -113,7 +113,6 @@ class Session:
         self.need_dep: float | None = None
         # hours per kWh of capacity from SoC 0 to the target at full curve power (fixed)
         self.target_hours = curve._hours_from_zero(target)
-        self.alloc_power = 0.0
         self.next_t = math.inf
         self.crit_soc = math.inf
         self.plug_in = now
@@ -753,7 +752,6 @@ class Engine:
             if not s.charger.faulted:
                 status = S.SUSPENDED_EV if soc >= s.target - _EPS_SOC else S.SUSPENDED_EVSE
                 self._set_status(conn, status)
-            s.alloc_power = 0.0
             self._charger_changed(s.charger, now)
             return
         curve = s.curve
@@ -790,7 +788,6 @@ class Engine:
                 if soc < cross < crit:
                     crit = cross
             hours = _curve_hours(a, b, soc, crit, s.cap)
-        s.alloc_power = s.power
         s.crit_soc = crit
         s.next_t = now + hours * 3600.0 if math.isfinite(hours) else math.inf
         self._set_status(conn, S.CHARGING)
