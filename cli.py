@@ -302,6 +302,26 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    basic_auth_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Charger passwords (JSON {id: password} or id:password lines): every charger must use HTTP "
+            "Basic auth as its own id (OCPP security profile 1; 2 with --tls-cert).",
+            show_default=False,
+        ),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="PEM certificate (chain) to serve wss:// (needs --tls-key).", show_default=False)
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.", show_default=False)] = None,
+    known_charger: Annotated[
+        list[str] | None,
+        typer.Option(help="A charge point id the depot knows (repeatable); ids in --basic-auth-file count too."),
+    ] = None,
+    refuse_unknown: Annotated[
+        bool,
+        typer.Option("--refuse-unknown", help="Refuse (HTTP 403) every id not known, before the websocket handshake."),
+    ] = False,
 ) -> None:
     """Run the OCPP 1.6J / 2.0.1 central system at ws://HOST:PORT/ocpp/{charge_point_id} until Ctrl-C.
 
@@ -310,16 +330,43 @@ def serve(
     http://HOST:API_PORT in the same process; --api-port 0 turns it off (unlike
     --ocpp-port, where 0 picks a free port). Prefer DEPOTSIM_API_TOKEN to --api-token:
     a command-line argument is visible to every user of the machine.
+
+    Security: --basic-auth-file makes every charger authenticate (a charger it does not
+    list cannot connect); --tls-cert/--tls-key serve wss:// instead of ws://; the two
+    together are OCPP security profile 2. --refuse-unknown turns away ids not in
+    --known-charger / --basic-auth-file with 403 before the handshake, so an unlisted
+    charger never gets to boot (with Basic auth on, an unlisted id already gets 401).
     """
     import asyncio
     import logging
     import signal
+    import ssl
 
     from backend.bus import open_bus
     from backend.csms import CsmsConfig
     from backend.server import OcppServer
     from backend.server.api import ApiServer, create_app
+    from backend.server.ocpp_server import parse_credentials
     from backend.store import open_store
+
+    credentials: dict[str, str] | None = None
+    if basic_auth_file is not None:
+        try:
+            credentials = parse_credentials(basic_auth_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise typer.BadParameter(f"{basic_auth_file}: {exc}", param_hint="--basic-auth-file") from None
+    known = frozenset(known_charger or ()) | frozenset(credentials or ())
+    if refuse_unknown and not known:
+        raise typer.BadParameter("needs --known-charger or --basic-auth-file to list the known chargers")
+    ssl_context: ssl.SSLContext | None = None
+    if (tls_cert is None) != (tls_key is None):
+        raise typer.BadParameter("give both --tls-cert and --tls-key, or neither", param_hint="--tls-cert")
+    if tls_cert is not None and tls_key is not None:
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            ssl_context.load_cert_chain(tls_cert, tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise typer.BadParameter(f"cannot load {tls_cert} / {tls_key}: {exc}", param_hint="--tls-cert") from None
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -332,12 +379,21 @@ def serve(
             event_bus = await open_bus(bus)
             try:
                 server = OcppServer(
-                    store, event_bus, CsmsConfig(accept_unknown_chargers=accept_unknown), on_connection=on_connection
+                    store,
+                    event_bus,
+                    CsmsConfig(accept_unknown_chargers=accept_unknown, known_chargers=known),
+                    on_connection=on_connection,
+                    credentials=credentials,
+                    ssl_context=ssl_context,
+                    refuse_unknown=refuse_unknown,
                 )
                 await server.start(host, ocpp_port)
                 api: ApiServer | None = None
                 try:
-                    console.print(f"OCPP central system on ws://{host}:{server.port}/ocpp/{{charge_point_id}}")
+                    console.print(
+                        f"OCPP central system on {server.scheme}://{host}:{server.port}/ocpp/{{charge_point_id}}"
+                        + (f" (Basic auth: {len(credentials)} charge point ids)" if credentials else "")
+                    )
                     if api_port:
                         api = ApiServer(create_app(store, server, api_token or None), host, api_port)
                         try:

@@ -44,8 +44,13 @@ def depot(vehicles: int, chargers: int, days: int, strategy: str) -> dict:
         "chargers": {"dc50": {"count": chargers, "kind": "dc", "connector_kw": 50, "efficiency": 0.94}},
         "fleet": {
             "vehicle_types": {
-                "van": {"battery_kwh": 200, "consumption_kwh_per_km": 1.1, "consumption_sigma": 0.1,
-                        "max_dc_kw": 50, "max_ac_kw": 0},
+                "van": {
+                    "battery_kwh": 200,
+                    "consumption_kwh_per_km": 1.1,
+                    "consumption_sigma": 0.1,
+                    "max_dc_kw": 50,
+                    "max_ac_kw": 0,
+                },
             },
             "groups": {
                 "fleet": {
@@ -61,8 +66,12 @@ def depot(vehicles: int, chargers: int, days: int, strategy: str) -> dict:
                 }
             },
         },
-        "operations": {"target_soc": 0.9, "min_departure_soc": 0.3, "plug_swap": True,
-                       "assignment": "earliest_departure"},
+        "operations": {
+            "target_soc": 0.9,
+            "min_departure_soc": 0.3,
+            "plug_swap": True,
+            "assignment": "earliest_departure",
+        },
         "charging": {"strategy": strategy},
     }
 
@@ -76,12 +85,19 @@ def one(vehicles: int, chargers: int, days: int, strategy: str) -> dict:
     stats = result.stats
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     return {
-        "vehicles": vehicles, "chargers": chargers, "days": days, "strategy": strategy,
-        "wall_s": round(wall, 2), "engine_s": round(stats.wall_seconds, 2),
-        "events": stats.sim_events, "allocations": stats.allocations,
+        "vehicles": vehicles,
+        "chargers": chargers,
+        "days": days,
+        "strategy": strategy,
+        "wall_s": round(wall, 2),
+        "engine_s": round(stats.wall_seconds, 2),
+        "events": stats.sim_events,
+        "allocations": stats.allocations,
         "events_per_s": round(stats.sim_events / stats.wall_seconds),
-        "peak_rss_mb": round(peak_mb), "ready_share": result.summary["departures_ready_share"],
-        "peak_kw": round(result.summary["peak_kw"], 1), "grid_limit_kw": result.summary["grid_limit_kw"],
+        "peak_rss_mb": round(peak_mb),
+        "ready_share": result.summary["departures_ready_share"],
+        "peak_kw": round(result.summary["peak_kw"], 1),
+        "grid_limit_kw": result.summary["grid_limit_kw"],
     }
 
 
@@ -102,16 +118,26 @@ def main() -> None:
         print(json.dumps(one(v, c, d, s)))
         return
     groups = [args.only] if args.only else list(CASES)
-    print(f"{'case':<7}{'vehicles':>9}{'chargers':>9}{'days':>6}  {'strategy':<20}{'wall s':>8}{'events':>10}"
-          f"{'events/s':>10}{'allocs':>9}{'peak MB':>9}{'ready':>8}")
+    print(
+        f"{'case':<7}{'vehicles':>9}{'chargers':>9}{'days':>6}  {'strategy':<20}{'wall s':>8}{'events':>10}"
+        f"{'events/s':>10}{'allocs':>9}{'peak MB':>9}{'ready':>8}"
+    )
     for group in groups:
         for case in CASES[group]:
-            out = subprocess.run([sys.executable, __file__, "--child", json.dumps(case)],
-                                 capture_output=True, text=True, check=True, timeout=900)
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", json.dumps(case)],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=900,
+            )
             r = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"{group:<7}{r['vehicles']:>9}{r['chargers']:>9}{r['days']:>6}  {r['strategy']:<20}"
-                  f"{r['wall_s']:>8.2f}{r['events']:>10,}{r['events_per_s']:>10,}{r['allocations']:>9,}"
-                  f"{r['peak_rss_mb']:>9}{r['ready_share']:>8.3f}", flush=True)
+            print(
+                f"{group:<7}{r['vehicles']:>9}{r['chargers']:>9}{r['days']:>6}  {r['strategy']:<20}"
+                f"{r['wall_s']:>8.2f}{r['events']:>10,}{r['events_per_s']:>10,}{r['allocations']:>9,}"
+                f"{r['peak_rss_mb']:>9}{r['ready_share']:>8.3f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ Error tree::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final, Literal, get_args
@@ -47,6 +48,13 @@ class CsmsConfig:
         id_tags: id tags accepted when the store does not know them.
         accepted_data_transfer_vendors: vendorIds whose DataTransfer we accept (and log);
             every other vendor gets UnknownVendorId, as both versions prescribe.
+        boot_admission_rate_per_s: sustained BootNotifications Accepted per second across
+            the server (see :mod:`backend.csms.admission`); beyond it an otherwise accepted
+            charger gets Pending and a retry interval, so a reconnect storm is paced instead
+            of overloading the store. None turns admission control off.
+        boot_admission_burst: how many boots are Accepted at once after a quiet spell.
+        pending_retry_jitter_s: the random extra (uniform, 0 to this) added to each Pending
+            retry interval, so paced chargers do not come back in one wave.
     """
 
     accept_unknown_chargers: bool = True
@@ -56,6 +64,9 @@ class CsmsConfig:
     accept_all_id_tags: bool = False
     id_tags: frozenset[str] = field(default_factory=frozenset)
     accepted_data_transfer_vendors: frozenset[str] = field(default_factory=frozenset)
+    boot_admission_rate_per_s: float | None = 50.0
+    boot_admission_burst: int = 100
+    pending_retry_jitter_s: float = 5.0
 
     def __post_init__(self) -> None:
         for name in ("known_chargers", "id_tags", "accepted_data_transfer_vendors"):
@@ -72,12 +83,25 @@ class CsmsConfig:
         interval = self.heartbeat_interval_s
         if isinstance(interval, bool) or not isinstance(interval, int) or interval <= 0:
             raise CsmsConfigError(f"CsmsConfig.heartbeat_interval_s must be a positive integer, got {interval!r}")
+        rate = self.boot_admission_rate_per_s
+        if rate is not None and (not _finite_number(rate) or rate <= 0):
+            raise CsmsConfigError(f"CsmsConfig.boot_admission_rate_per_s must be positive or None, got {rate!r}")
+        burst = self.boot_admission_burst
+        if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+            raise CsmsConfigError(f"CsmsConfig.boot_admission_burst must be a positive integer, got {burst!r}")
+        jitter = self.pending_retry_jitter_s
+        if not _finite_number(jitter) or jitter < 0:
+            raise CsmsConfigError(f"CsmsConfig.pending_retry_jitter_s must be zero or positive, got {jitter!r}")
 
     def boot_status(self, charger_id: str) -> BootStatus:
         """The BootNotification answer for ``charger_id``."""
         if self.accept_unknown_chargers or charger_id in self.known_chargers:
             return "Accepted"
         return self.boot_status_for_unknown
+
+
+def _finite_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _strings(name: str, values: Iterable[object]) -> frozenset[str]:

@@ -37,6 +37,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from backend.csms.admission import BootAdmission
 from backend.csms.config import CsmsConfig
 from backend.csms.readings import ENERGY_REGISTER, POWER, SOC, latest, meter_values, parse_time
 from backend.errors import DepotsimError
@@ -157,14 +158,21 @@ class ChargePointSession:
         bus_sink: BusSink,
         clock: Clock,
         config: CsmsConfig | None = None,
+        admission: BootAdmission | None = None,
     ) -> None:
-        """Bind a session to one charger identity and the subprotocol its connection negotiated."""
+        """Bind a session to one charger identity and the subprotocol its connection negotiated.
+
+        ``admission`` paces BootNotifications the config would accept; the server shares
+        one across all its sessions (a per-session one would pace nothing). None admits
+        every boot at once.
+        """
         self.charger_id = charger_id
         self.version = OcppVersion(version)
         self._store = store
         self._emit = bus_sink
         self._clock = clock
         self._config = config if config is not None else CsmsConfig()
+        self._admission = admission
         self._supported = SUPPORTED_ACTIONS[self.version]
         self._handlers: dict[str, Callable[[CallFrame, datetime], dict[str, Any]]] = {
             "Authorize": self._authorize,
@@ -298,6 +306,11 @@ class ChargePointSession:
             vendor, model = station["vendorName"], station["model"]
             serial, firmware = station.get("serialNumber"), station.get("firmwareVersion")
         status = self._config.boot_status(self.charger_id)
+        interval = self._config.heartbeat_interval_s
+        if status == "Accepted" and self._admission is not None:
+            admission = self._admission.admit(self.charger_id, now)
+            if not admission.admitted:
+                status, interval = "Pending", admission.retry_after_s
         self._store.upsert_charger(
             ChargerRecord(
                 charger_id=self.charger_id,
@@ -325,7 +338,7 @@ class ChargePointSession:
                 boot_status=status,
             )
         )
-        return {"currentTime": wire_time(now), "interval": self._config.heartbeat_interval_s, "status": status}
+        return {"currentTime": wire_time(now), "interval": interval, "status": status}
 
     def _heartbeat(self, frame: CallFrame, now: datetime) -> dict[str, Any]:
         self._mark_online(True, now)

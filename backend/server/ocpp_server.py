@@ -11,6 +11,17 @@ Decisions and why:
   subprotocol 400, each with a text body saying what was expected, from
   ``process_request``: a charger misconfigured with the wrong URL or OCPP version sees a
   clear HTTP error in its log instead of a websocket that closes at once.
+* **Who may connect is settled before the handshake too.** With ``credentials`` (OCPP
+  security profile 1, or 2 over TLS) a request needs HTTP Basic auth whose user is the
+  charge point identity in the path and whose password matches (compared in constant
+  time); otherwise 401 with ``WWW-Authenticate: Basic``, which is what a charger's
+  websocket client understands and logs. With ``refuse_unknown`` an identity not in
+  ``config.known_chargers`` gets 403. Authentication is checked first, so an
+  unauthenticated caller cannot probe which identities are known. ``ssl_context`` serves
+  ``wss://`` (profile 2); TLS itself is the ``ssl`` module's job.
+* **One admission bucket per server.** Every session shares one
+  :class:`backend.csms.admission.BootAdmission` built from the config, so a reconnect
+  storm is paced across the whole depot rather than per connection.
 * **Store calls in a worker thread.** The SQLite store fsyncs every commit
   (``synchronous=FULL``, see :mod:`backend.store.sqlite`), and a message costs at least
   three commits (frame in, the handler's write, frame out). Measured on the
@@ -48,10 +59,14 @@ Decisions and why:
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
+import hmac
 import json
 import logging
-from collections.abc import Callable
+import ssl
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Final, TypeVar
@@ -63,6 +78,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from backend.bus import Bus, BusError
+from backend.csms.admission import BootAdmission
 from backend.csms.config import CsmsConfig
 from backend.csms.outbound import DEFAULT_TIMEOUT_S, ChargerNotConnectedError, OutboundQueue, PendingCall
 from backend.csms.session import ChargePointSession
@@ -98,6 +114,46 @@ def charger_id_from_path(path: str) -> str | None:
     if not charger_id or "/" in charger_id:
         return None
     return charger_id
+
+
+def parse_credentials(text: str) -> dict[str, str]:
+    """Charge point passwords from a JSON object ``{"id": "password"}`` or ``id:password`` lines.
+
+    The line form skips blank lines and ``#`` comments; an id cannot hold a colon (RFC 7617
+    forbids one in a Basic user), so the first colon splits. Raises ValueError naming the
+    bad entry, for the CLI to show as a user mistake.
+    """
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        try:
+            data = json.loads(stripped)
+        except ValueError as exc:
+            raise ValueError(f"not valid JSON: {exc}") from None
+        pairs = list(data.items())
+        where = [f"key {cid!r}" for cid, _ in pairs]
+    else:
+        pairs, where = [], []
+        for number, line in enumerate(text.splitlines(), start=1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            charger_id, sep, password = line.partition(":")
+            if not sep:
+                raise ValueError(f"line {number}: expected id:password")
+            pairs.append((charger_id.strip(), password.strip()))
+            where.append(f"line {number}")
+    credentials: dict[str, str] = {}
+    for (charger_id, password), place in zip(pairs, where, strict=True):
+        if not isinstance(charger_id, str) or not charger_id or ":" in charger_id or "/" in charger_id:
+            raise ValueError(f"{place}: a charge point id must be non-empty, without ':' or '/'")
+        if not isinstance(password, str) or not password:
+            raise ValueError(f"{place}: the password must be a non-empty string")
+        if charger_id in credentials:
+            raise ValueError(f"{place}: {charger_id!r} is listed twice")
+        credentials[charger_id] = password
+    if not credentials:
+        raise ValueError("no charge point listed")
+    return credentials
 
 
 def offered_subprotocols(headers: Headers) -> list[str]:
@@ -147,6 +203,9 @@ class OcppServer:
         ping_interval_s: float | None = 20.0,
         ping_timeout_s: float = 20.0,
         no_ping_chargers: frozenset[str] = frozenset(),
+        credentials: Mapping[str, str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        refuse_unknown: bool = False,
     ) -> None:
         """Prepare a server; nothing listens until :meth:`start`.
 
@@ -165,6 +224,12 @@ class OcppServer:
             ping_timeout_s: how long a pong may take before the charger counts as offline.
             no_ping_chargers: identities never pinged (chargers whose firmware breaks on
                 websocket pings); the watchdog still covers them.
+            credentials: charge point id -> password; when given, every connection needs
+                HTTP Basic auth with the id as user (OCPP security profile 1, or 2 with
+                ``ssl_context``). None: no authentication.
+            ssl_context: serve ``wss://`` with this server-side context (profile 2).
+            refuse_unknown: answer 403 before the handshake to identities not in
+                ``config.known_chargers``, instead of letting them boot.
         """
         self._store = store
         self._bus = bus
@@ -189,6 +254,12 @@ class OcppServer:
         self._ping_interval_s = ping_interval_s
         self._ping_timeout_s = float(ping_timeout_s)
         self._no_ping = frozenset(no_ping_chargers)
+        if isinstance(credentials, str):
+            raise TypeError("credentials must map charge point ids to passwords, not be one string")
+        self._credentials = None if credentials is None else dict(credentials)
+        self._ssl_context = ssl_context
+        self._refuse_unknown = refuse_unknown
+        self._admission = BootAdmission.from_config(self._config)
 
     @property
     def port(self) -> int:
@@ -196,6 +267,16 @@ class OcppServer:
         if self._server is None:
             raise RuntimeError("the OCPP server is not started")
         return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def scheme(self) -> str:
+        """``wss`` when serving TLS, else ``ws``."""
+        return "ws" if self._ssl_context is None else "wss"
+
+    @property
+    def admission(self) -> BootAdmission | None:
+        """The boot admission bucket shared by all sessions, or None when the config turns it off."""
+        return self._admission
 
     def connected_chargers(self) -> list[str]:
         """The identities holding a connection now, sorted."""
@@ -250,8 +331,9 @@ class OcppServer:
             process_request=self._check_request,
             # Pings are per charger (see the module docstring): _ping_loop sends them.
             ping_interval=None,
+            ssl=self._ssl_context,
         )
-        log.info("OCPP server listening on ws://%s:%d%s{charge_point_id}", host, self.port, PATH_PREFIX)
+        log.info("OCPP server listening on %s://%s:%d%s{charge_point_id}", self.scheme, host, self.port, PATH_PREFIX)
 
     async def stop(self) -> None:
         """Close every connection (code 1001), wait for their handlers, stop listening."""
@@ -270,10 +352,22 @@ class OcppServer:
     # -- handshake --------------------------------------------------------------------------
 
     def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        if charger_id_from_path(request.path) is None:
+        charger_id = charger_id_from_path(request.path)
+        if charger_id is None:
             return connection.respond(
                 HTTPStatus.NOT_FOUND, f"Not an OCPP endpoint: connect to {PATH_PREFIX}{{charge_point_id}}.\n"
             )
+        if self._credentials is not None and not _authenticated(charger_id, request.headers, self._credentials):
+            log.warning("%s: refused, HTTP Basic auth missing or wrong", charger_id)
+            response = connection.respond(
+                HTTPStatus.UNAUTHORIZED,
+                "HTTP Basic auth required: the user is the charge point identity, the password its own.\n",
+            )
+            response.headers["WWW-Authenticate"] = 'Basic realm="OCPP", charset="UTF-8"'
+            return response
+        if self._refuse_unknown and charger_id not in self._config.known_chargers:
+            log.warning("%s: refused, not a known charge point", charger_id)
+            return connection.respond(HTTPStatus.FORBIDDEN, f"Unknown charge point {charger_id!r}.\n")
         offered = offered_subprotocols(request.headers)
         if not any(protocol in SUBPROTOCOLS for protocol in offered):
             got = ", ".join(offered) if offered else "none"
@@ -293,7 +387,7 @@ class OcppServer:
             return
         events: list[DomainEvent] = []
         session = ChargePointSession(
-            charger_id, websocket.subprotocol, self._store, events.append, self._clock, self._config
+            charger_id, websocket.subprotocol, self._store, events.append, self._clock, self._config, self._admission
         )
         outbound = OutboundQueue(charger_id, websocket.subprotocol, self._clock, self._call_timeout_s)
         conn = _Connection(charger_id, websocket, session, outbound, events)
@@ -515,6 +609,22 @@ def _as_reply(message: str | bytes, version: OcppVersion) -> CallResultFrame | C
     except FrameError as err:
         return None if err.should_reply else err
     return frame if isinstance(frame, CallResultFrame | CallErrorFrame) else None
+
+
+def _authenticated(charger_id: str, headers: Headers, credentials: Mapping[str, str]) -> bool:
+    """Whether ``headers`` carry Basic credentials for ``charger_id`` that match ``credentials``."""
+    expected = credentials.get(charger_id)
+    scheme, _, token = headers.get("Authorization", "").partition(" ")
+    if expected is None or scheme.lower() != "basic":
+        return False
+    try:
+        user, sep, password = base64.b64decode(token.strip(), validate=True).decode("utf-8").partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    # Both compared in constant time, so timing tells nothing about how much matched.
+    user_ok = hmac.compare_digest(user.encode(), charger_id.encode())
+    password_ok = hmac.compare_digest(password.encode(), expected.encode())
+    return bool(sep) and user_ok and password_ok
 
 
 def _close_detail(websocket: ServerConnection) -> str:
