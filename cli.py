@@ -14,13 +14,16 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from backend.errors import DepotsimError
+
+if TYPE_CHECKING:
+    from backend.csms.smart_charging import SiteModel
 
 app = typer.Typer(
     help="depotsim: simulate electric-fleet depots (chargers, grid limit, tariff) event by event.",
@@ -322,6 +325,15 @@ def serve(
         bool,
         typer.Option("--refuse-unknown", help="Refuse (HTTP 403) every id not known, before the websocket handshake."),
     ] = False,
+    site: Annotated[
+        Path | None,
+        typer.Option(
+            "--site",
+            help="Smart charging site (YAML or JSON: grid_kw, strategy, chargers, cabinets, default_charger): "
+            "every transaction gets a TxProfile so the site stays within grid_kw; GET /site shows the allocation.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run the OCPP 1.6J / 2.0.1 central system at ws://HOST:PORT/ocpp/{charge_point_id} until Ctrl-C.
 
@@ -336,6 +348,10 @@ def serve(
     together are OCPP security profile 2. --refuse-unknown turns away ids not in
     --known-charger / --basic-auth-file with 403 before the handshake, so an unlisted
     charger never gets to boot (with Basic auth on, an unlisted id already gets 401).
+
+    Smart charging: --site FILE limits every transaction with SetChargingProfile
+    (TxProfile in the unit each charger takes, W or A) so the chargers together never
+    draw more than the site's grid_kw; without it no limits are sent.
     """
     import asyncio
     import logging
@@ -344,10 +360,12 @@ def serve(
 
     from backend.bus import open_bus
     from backend.csms import CsmsConfig
+    from backend.csms.smart_charging import SmartCharging
     from backend.server import OcppServer
     from backend.server.api import ApiServer, create_app
     from backend.server.ocpp_server import parse_credentials
     from backend.store import open_store
+    from sim.clock import WallClock
 
     credentials: dict[str, str] | None = None
     if basic_auth_file is not None:
@@ -368,6 +386,8 @@ def serve(
         except (OSError, ssl.SSLError) as exc:
             raise typer.BadParameter(f"cannot load {tls_cert} / {tls_key}: {exc}", param_hint="--tls-cert") from None
 
+    site_model = _load_site(site) if site is not None else None
+
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def on_connection(charger_id: str, subprotocol: str, what: str) -> None:
@@ -386,10 +406,16 @@ def serve(
                     credentials=credentials,
                     ssl_context=ssl_context,
                     refuse_unknown=refuse_unknown,
+                    smart_charging=None if site_model is None else SmartCharging(site_model, WallClock()),
                 )
                 await server.start(host, ocpp_port)
                 api: ApiServer | None = None
                 try:
+                    if site_model is not None:
+                        console.print(
+                            f"smart charging: {site_model.grid_kw:g} kW grid limit, {site_model.strategy}, "
+                            f"{len(site_model.chargers)} chargers listed"
+                        )
                     console.print(
                         f"OCPP central system on {server.scheme}://{host}:{server.port}/ocpp/{{charge_point_id}}"
                         + (f" (Basic auth: {len(credentials)} charge point ids)" if credentials else "")
@@ -439,6 +465,24 @@ def serve(
     except OSError as exc:
         err_console.print(f"[bold red]error:[/] cannot listen on {host}:{ocpp_port}: {exc.strerror}")
         raise typer.Exit(EXIT_USER_ERROR) from None
+
+
+def _load_site(path: Path) -> SiteModel:
+    """Read and validate a ``--site`` file (YAML, of which JSON is a subset); a mistake is a usage error."""
+    import yaml
+
+    from backend.csms.smart_charging import SiteConfigError, site_from_mapping
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise typer.BadParameter(f"cannot read {path}: {exc}", param_hint="--site") from None
+    except yaml.YAMLError as exc:
+        raise typer.BadParameter(f"{path}: not valid YAML or JSON: {exc}", param_hint="--site") from None
+    try:
+        return site_from_mapping(data, str(path))
+    except SiteConfigError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--site") from None
 
 
 def main() -> None:

@@ -24,8 +24,9 @@ Decisions and why:
   ``async call(charger_id, action, payload, timeout=None)`` the command route answers
   501 rather than pretending. Its errors are recognised by shape (an OCPP error code
   attribute, a timeout, a not-connected error), not by importing its classes.
-* **Nothing faked.** The site model (grid limit, current allocation) is not in the live
-  back end yet, so ``/site`` answers 501 instead of inventing numbers.
+* **Nothing faked.** ``/site`` shows the smart charging site (grid limit, strategy, the
+  limit each running transaction was last given) when the server runs smart charging
+  (``depotsim serve --site FILE``), and answers 501 otherwise instead of inventing numbers.
 """
 
 from __future__ import annotations
@@ -78,8 +79,8 @@ chargers.
   `status`, `detail` and `instance`; validation errors add `errors`, a charger's
   CALLERROR adds `ocpp_error_code`.
 * **Times** are ISO 8601 with a UTC offset; a time without an offset is refused.
-* **Not implemented yet**: `/site` (the smart charging site model: limit and current
-  allocation) answers 501.
+* **Site**: `/site` shows the grid limit and the current allocation when the server runs
+  smart charging (`depotsim serve --site FILE`); without it the answer is 501.
 """
 
 # -- response bodies ------------------------------------------------------------------------
@@ -178,6 +179,25 @@ class CommandResult(BaseModel):
     response: Any = Field(description="The CALLRESULT payload the charger sent back.")
 
 
+class SiteAllocation(BaseModel):
+    """The limit one running transaction was last given."""
+
+    charger_id: str
+    connector_id: int = Field(description="The 1.6 connector or 2.0.1 EVSE.")
+    tx_id: str
+    limit_kw: float | None = Field(description="Output kW the limit stands for; null until one is computed.")
+    unit: Literal["W", "A"] = Field(description="The chargingRateUnit the charger takes.")
+    limit: float | None = Field(description="The limit as sent, in `unit`.")
+
+
+class Site(BaseModel):
+    """The depot's grid limit and how smart charging shares it now."""
+
+    grid_kw: float = Field(description="Grid-side kW available to charging; the allocation never exceeds it.")
+    strategy: str
+    allocation: list[SiteAllocation]
+
+
 class Health(BaseModel):
     """The API process is up."""
 
@@ -191,7 +211,9 @@ _BEARER: Final = HTTPBearer(auto_error=False, description="The token given to `d
 # -- the application --------------------------------------------------------------------------
 
 
-def create_app(store: Store, server: Any | None = None, token: str | None = None) -> FastAPI:
+def create_app(
+    store: Store, server: Any | None = None, token: str | None = None, smart_charging: Any | None = None
+) -> FastAPI:
     """Build the HTTP API over ``store`` and, for live status and commands, ``server``.
 
     Args:
@@ -200,6 +222,8 @@ def create_app(store: Store, server: Any | None = None, token: str | None = None
             with ``connected_chargers()`` and, for commands, ``async call(...)``); None
             serves the store alone, with ``online`` from the store and commands answering 501.
         token: the bearer token every data route requires; None or empty for none.
+        smart_charging: the :class:`backend.csms.smart_charging.SmartCharging` behind
+            ``/site``; None takes the server's ``smart_charging`` attribute, if any.
 
     Returns:
         The application; serve it with :class:`ApiServer` or any ASGI server.
@@ -212,7 +236,7 @@ def create_app(store: Store, server: Any | None = None, token: str | None = None
             {"name": "chargers", "description": "Chargers, connectors and commands."},
             {"name": "transactions", "description": "Charging transactions and their energy."},
             {"name": "messages", "description": "The OCPP message log."},
-            {"name": "site", "description": "The depot's power limit and allocation (not implemented yet)."},
+            {"name": "site", "description": "The depot's power limit and current allocation."},
         ],
     )
     problems.install_problem_handlers(app)
@@ -326,16 +350,27 @@ def create_app(store: Store, server: Any | None = None, token: str | None = None
         entries = await asyncio.to_thread(store.query_messages, charger_id, since, until, action, limit)
         return [_message(entry) for entry in entries]
 
-    @router.get(
-        "/site", tags=["site"], responses=problem_responses(501), response_description="Not returned yet: see 501."
-    )
-    async def get_site() -> None:
-        """The site's power limit and current allocation: not implemented yet (501)."""
-        raise Problem(
-            501,
-            "not implemented yet: smart charging site model",
-            type_=problems.NOT_IMPLEMENTED,
-            title="Not implemented yet",
+    if smart_charging is None:
+        smart_charging = getattr(server, "smart_charging", None)
+
+    @router.get("/site", tags=["site"], responses=problem_responses(501))
+    async def get_site() -> Site:
+        """The site's grid limit and the limit each running transaction was last given.
+
+        501 when the server runs without smart charging (no ``--site``).
+        """
+        if smart_charging is None:
+            raise Problem(
+                501,
+                "not implemented yet: smart charging site model",
+                type_=problems.NOT_IMPLEMENTED,
+                title="Not implemented yet",
+            )
+        site = smart_charging.site
+        return Site(
+            grid_kw=site.grid_kw,
+            strategy=site.strategy,
+            allocation=[SiteAllocation(**dataclasses.asdict(e)) for e in smart_charging.current_allocation()],
         )
 
     app.include_router(router)

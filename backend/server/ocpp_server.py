@@ -54,6 +54,15 @@ Decisions and why:
   the others are pinged every ``ping_interval_s`` and go offline (``"ping_timeout"``)
   when a pong does not come within ``ping_timeout_s``. A pong counts as a sign of life
   for the watchdog, since a charger answering pings may heartbeat rarely.
+* **Smart charging follows the domain events.** With a
+  :class:`backend.csms.smart_charging.SmartCharging`, the transaction events a message
+  produced (started, updated, ended, zombies closed) feed it once the reply is sent, and
+  the profiles it recomputes go out from a task, never from the message loop, through
+  :meth:`OcppServer.call` like any other command. One batch is sent at a time, falling
+  limits before rising ones, so a slow charger can delay a raise but never let the site
+  peak over its limit. Each profile is recorded with the charger's answer and, once
+  Accepted, published as ``LimitsChanged``; one not accepted is sent again at the next
+  recompute.
 """
 
 from __future__ import annotations
@@ -80,11 +89,18 @@ from websockets.http11 import Request, Response
 from backend.bus import Bus, BusError
 from backend.csms.admission import BootAdmission
 from backend.csms.config import CsmsConfig
-from backend.csms.outbound import DEFAULT_TIMEOUT_S, ChargerNotConnectedError, OutboundQueue, PendingCall
+from backend.csms.outbound import (
+    DEFAULT_TIMEOUT_S,
+    ChargerNotConnectedError,
+    OutboundCallError,
+    OutboundQueue,
+    PendingCall,
+)
 from backend.csms.session import ChargePointSession
-from backend.events import DomainEvent
+from backend.csms.smart_charging import ProfileCommand, SmartCharging
+from backend.events import DomainEvent, LimitsChanged, TransactionEnded, TransactionStarted, TransactionUpdated
 from backend.ocpp.framing import CallErrorFrame, CallResultFrame, FrameError, MessageType, OcppVersion, decode
-from backend.store import Direction, MessageLogEntry, Store
+from backend.store import ChargingProfileSent, Direction, MessageLogEntry, Store
 from sim.clock import Clock, WallClock
 
 log = logging.getLogger(__name__)
@@ -206,6 +222,7 @@ class OcppServer:
         credentials: Mapping[str, str] | None = None,
         ssl_context: ssl.SSLContext | None = None,
         refuse_unknown: bool = False,
+        smart_charging: SmartCharging | None = None,
     ) -> None:
         """Prepare a server; nothing listens until :meth:`start`.
 
@@ -230,6 +247,9 @@ class OcppServer:
             ssl_context: serve ``wss://`` with this server-side context (profile 2).
             refuse_unknown: answer 403 before the handshake to identities not in
                 ``config.known_chargers``, instead of letting them boot.
+            smart_charging: the site's allocator state; when given, transactions are
+                limited with SetChargingProfile so the site stays within its grid limit.
+                None: no limits are sent.
         """
         self._store = store
         self._bus = bus
@@ -260,6 +280,9 @@ class OcppServer:
         self._ssl_context = ssl_context
         self._refuse_unknown = refuse_unknown
         self._admission = BootAdmission.from_config(self._config)
+        self._smart = smart_charging
+        self._profile_tasks: set[asyncio.Task[None]] = set()
+        self._profile_lock = asyncio.Lock()
 
     @property
     def port(self) -> int:
@@ -277,6 +300,11 @@ class OcppServer:
     def admission(self) -> BootAdmission | None:
         """The boot admission bucket shared by all sessions, or None when the config turns it off."""
         return self._admission
+
+    @property
+    def smart_charging(self) -> SmartCharging | None:
+        """The smart charging state limiting transactions, or None (the API's ``/site`` reads it)."""
+        return self._smart
 
     def connected_chargers(self) -> list[str]:
         """The identities holding a connection now, sorted."""
@@ -323,6 +351,8 @@ class OcppServer:
         """Listen on ``host:port``; returns once the socket is bound."""
         if self._server is not None:
             raise RuntimeError("the OCPP server is already started")
+        if self._smart is not None:
+            await self._resume_transactions(self._smart)
         self._server = await serve(
             self._serve_connection,
             host,
@@ -342,6 +372,12 @@ class OcppServer:
         server, self._server = self._server, None
         server.close()
         await server.wait_closed()
+        await self.profiles_sent()
+
+    async def profiles_sent(self) -> None:
+        """Wait until every smart charging profile scheduled so far was answered or failed (for tests, shutdown)."""
+        while self._profile_tasks:
+            await asyncio.gather(*list(self._profile_tasks), return_exceptions=True)
 
     async def __aenter__(self) -> OcppServer:
         return self
@@ -570,12 +606,115 @@ class OcppServer:
             await self._publish(conn)
 
     async def _publish(self, conn: _Connection) -> None:
+        changed = False
         while conn.events:
             event = conn.events.pop(0)
+            changed = self._feed_smart_charging(conn, event) or changed
             try:
                 await self._bus.publish(event)
             except BusError:
                 log.exception("%s: could not publish %s", conn.charger_id, event.kind)
+        if changed:
+            self._schedule_profiles()
+
+    # -- smart charging -----------------------------------------------------------------------
+
+    async def _resume_transactions(self, smart: SmartCharging) -> None:
+        """Track the transactions the store holds open, so a restart does not forget their power."""
+
+        def load() -> list[tuple[str, int, str, str]]:
+            out = []
+            for tx in self._store.list_transactions(open=True):
+                charger = self._store.get_charger(tx.charger_id)
+                if charger is not None and tx.connector_id is not None:
+                    out.append((tx.charger_id, tx.connector_id, tx.tx_id, charger.ocpp_version))
+            return out
+
+        try:
+            rows = await asyncio.to_thread(load)
+        except Exception:
+            log.exception("could not load the open transactions for smart charging")
+            return
+        for charger_id, connector_id, tx_id, version in rows:
+            smart.on_transaction_started(charger_id, connector_id, tx_id, version)
+
+    def _feed_smart_charging(self, conn: _Connection, event: DomainEvent) -> bool:
+        """Tell smart charging about a transaction event; True when its needs may have changed."""
+        smart = self._smart
+        if smart is None:
+            return False
+        if isinstance(event, TransactionStarted):
+            smart.on_transaction_started(event.charger_id, event.connector_id, event.tx_id, conn.outbound.version)
+        elif isinstance(event, TransactionUpdated):
+            smart.on_meter(event.charger_id, event.tx_id, event.power_w, event.soc, event.energy_wh)
+        elif isinstance(event, TransactionEnded):
+            smart.on_transaction_ended(event.charger_id, event.tx_id)
+        else:
+            return False
+        return True
+
+    def _schedule_profiles(self) -> None:
+        if self._smart is None:
+            return
+        commands = self._smart.recompute()
+        if not commands:
+            return
+        task = asyncio.create_task(self._send_profiles(commands), name="smart-charging-profiles")
+        self._profile_tasks.add(task)
+        task.add_done_callback(self._profile_tasks.discard)
+
+    async def _send_profiles(self, commands: list[ProfileCommand]) -> None:
+        """Send one recompute's profiles: caps and falling limits first, then, once answered, the rising ones."""
+        async with self._profile_lock:
+            first = [command for command in commands if not command.rising]
+            then = [command for command in commands if command.rising]
+            for batch in (first, then):
+                if batch:
+                    await asyncio.gather(*(self._send_profile(command) for command in batch))
+
+    async def _send_profile(self, command: ProfileCommand) -> None:
+        sent_at = self._clock.now()
+        status: str | None = None
+        try:
+            answer = await self.call(command.charger_id, command.action, command.payload)
+            status = str(answer.get("status"))
+        except OutboundCallError as exc:
+            log.warning(
+                "%s: %s for connector %d not delivered: %s",
+                command.charger_id,
+                command.purpose,
+                command.connector_id,
+                exc,
+            )
+        except FrameError:
+            log.exception("%s: our %s broke the schema", command.charger_id, command.purpose)
+        if status != "Accepted" and self._smart is not None:
+            self._smart.on_profile_failed(command)
+        record = ChargingProfileSent(
+            charger_id=command.charger_id,
+            connector_id=command.connector_id,
+            profile=json.dumps(command.payload, separators=(",", ":")),
+            sent_at=sent_at,
+            result=status,
+        )
+        try:
+            await asyncio.to_thread(self._store.record_profile_sent, record)
+        except Exception:
+            log.exception("%s: could not record a charging profile", command.charger_id)
+        if status != "Accepted":
+            return
+        event = LimitsChanged(
+            at=sent_at,
+            charger_id=command.charger_id,
+            connector_id=command.connector_id,
+            limit=command.limit,
+            unit=command.unit,
+            source="smart_charging",
+        )
+        try:
+            await self._bus.publish(event)
+        except BusError:
+            log.exception("%s: could not publish %s", command.charger_id, event.kind)
 
     def _notify(self, charger_id: str, subprotocol: str, what: str) -> None:
         log.info("%s (%s): %s", charger_id, subprotocol, what)
