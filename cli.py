@@ -334,6 +334,14 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    message_retention_days: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Days every OCPP frame stays in the message log; older ones are purged at start and hourly. "
+            "0 keeps them forever.",
+        ),
+    ] = 30,
 ) -> None:
     """Run the OCPP 1.6J / 2.0.1 central system at ws://HOST:PORT/ocpp/{charge_point_id} until Ctrl-C.
 
@@ -352,11 +360,17 @@ def serve(
     Smart charging: --site FILE limits every transaction with SetChargingProfile
     (TxProfile in the unit each charger takes, W or A) so the chargers together never
     draw more than the site's grid_kw; without it no limits are sent.
+
+    Message log: every frame in and out is kept for --message-retention-days (default
+    30; 0 keeps all). It is written in batches every 50 ms (it is diagnostics), so a
+    crash may lose the last 50 ms of it; transactions and meter values are committed
+    before the charger gets its answer.
     """
     import asyncio
     import logging
     import signal
     import ssl
+    from datetime import timedelta
 
     from backend.bus import open_bus
     from backend.csms import CsmsConfig
@@ -407,6 +421,7 @@ def serve(
                     ssl_context=ssl_context,
                     refuse_unknown=refuse_unknown,
                     smart_charging=None if site_model is None else SmartCharging(site_model, WallClock()),
+                    message_retention=timedelta(days=message_retention_days) if message_retention_days else None,
                 )
                 await server.start(host, ocpp_port)
                 api: ApiServer | None = None

@@ -186,6 +186,8 @@ class ChargePointSession:
             "TransactionEvent": self._transaction_event,
         }
         self._pending: list[DomainEvent] = []
+        self._samples: dict[str, tuple[int, datetime]] = {}
+        """1.6 transaction id -> (distinct sample times seen, newest one): the seq_no of its updates."""
 
     # -- connection lifecycle --------------------------------------------------------------
 
@@ -407,10 +409,28 @@ class ChargePointSession:
         )
         new = self._store.add_meter_values(rows)
         if new and tx_id is not None:
-            # 1.6 has no seqNo: count the transaction's distinct sample times, which only grows.
-            seq_no = len({row.at for row in self._store.meter_values(self.charger_id, tx_id)})
-            self._updated(tx_id, seq_no, rows, now)
+            self._updated(tx_id, self._sample_seq_no(tx_id, rows), rows, now)
         return {}
+
+    def _sample_seq_no(self, tx_id: str, rows: Sequence[MeterValue]) -> int:
+        """A 1.6 update's seq_no: how many distinct sample times the transaction has, which only grows.
+
+        1.6 has no seqNo. Counted here rather than by re-reading the transaction's values
+        on every MeterValues (quadratic in its length: the server's worst cost under load);
+        the store is read once per transaction per connection, to continue after a
+        reconnect. Only samples newer than the newest seen advance the count, so a late
+        sample from an offline queue repeats the previous seq_no instead of skewing it.
+        """
+        known = self._samples.get(tx_id)
+        if known is None:  # the rows just added are among these, so there is at least one
+            stored = {row.at for row in self._store.meter_values(self.charger_id, tx_id)}
+            count, newest = len(stored), max(stored)
+        else:
+            count, newest = known
+            fresh = {row.at for row in rows if row.at > newest}
+            count, newest = count + len(fresh), max(fresh, default=newest)
+        self._samples[tx_id] = (count, newest)
+        return count
 
     def _data_transfer(self, frame: CallFrame, now: datetime) -> dict[str, Any]:
         accepted = frame.payload["vendorId"] in self._config.accepted_data_transfer_vendors
@@ -459,6 +479,7 @@ class ChargePointSession:
         tx, applied = self._store.stop_transaction(
             self.charger_id, tx_id, float(p["meterStop"]), stopped_at, p.get("reason")
         )
+        self._samples.pop(tx_id, None)
         if tx.is_orphan_stop and applied:
             log.warning("%s: StopTransaction for unknown transaction %s kept as an orphan stop", self.charger_id, tx_id)
         if applied:

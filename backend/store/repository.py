@@ -13,7 +13,9 @@ Why the API looks the way it does:
 * **Synchronous, one short transaction per call.** The live server calls it from a worker
   thread (or directly, for a small depot), the simulator in-process. No call holds a
   transaction open across an await or a network round trip, and every call that returns
-  has committed, so an answer we send a charger after it is backed by durable data.
+  has committed, so an answer we send a charger after it is backed by durable data. The
+  one exception is :meth:`Store.log_message`: the frame log is diagnostics, so it is
+  buffered and committed in batches (:meth:`Store.flush_messages`).
 * **Idempotent writes.** Chargers resend after a reconnect whatever they did not see
   answered. A repeated StartTransaction returns the transaction it already created, a
   repeated stop or TransactionEvent changes nothing, and a repeated meter reading or
@@ -267,7 +269,20 @@ class Store(Protocol):
     # -- message log ----------------------------------------------------------------------
 
     def log_message(self, entry: MessageLogEntry) -> None:
-        """Keep one OCPP frame, in or out."""
+        """Keep one OCPP frame, in or out.
+
+        Unlike every other write, this may return before the frame is committed: the log
+        is diagnostics, so it is buffered and written in batches (see
+        :meth:`flush_messages`); a crash loses at most the last batch.
+        """
+        ...
+
+    def flush_messages(self) -> int:
+        """Commit the frames :meth:`log_message` buffered; returns how many were written.
+
+        :meth:`query_messages`, :meth:`purge_messages` and :meth:`close` flush first, so
+        a reader of the same store always sees every frame logged before its call.
+        """
         ...
 
     def query_messages(
