@@ -593,10 +593,25 @@ class Engine:
         drawn = 0.0
         acc = self._charger_energy
         for s in self.sessions:
-            if s.mode == 0:
+            mode = s.mode
+            if mode == 0:
                 s.t0 = now
                 continue
-            e = s.advance(now)
+            if mode == 1:
+                # constant power: Session.advance inlined, this loop runs at every event
+                dt = now - s.t0
+                if dt <= 0:
+                    continue
+                soc0 = s.soc
+                soc = soc0 + s.power * (dt / 3600.0) / s.cap
+                if soc0 <= s.target < soc:
+                    soc = s.target
+                e = (soc - soc0) * s.cap
+                s.soc = soc
+                s.t0 = now
+                s.kwh += e
+            else:
+                e = s.advance(now)
             if e:
                 delivered += e
                 drawn += e / s.eff
