@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from live_depot import Depot, run
 from ocpp.v16 import ChargePoint as ChargePoint16
 from ocpp.v16 import call as call16
 from ocpp.v201 import ChargePoint as ChargePoint201
@@ -23,41 +24,9 @@ from ocpp.v201 import call as call201
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from backend.bus import InMemoryBus
 from backend.csms import CsmsConfig
-from backend.server import OcppServer
-from backend.store import Store, open_store
 
 NOW = datetime(2025, 3, 1, 6, 0, tzinfo=UTC).isoformat()
-
-
-class Depot:
-    """A running server with its store and bus."""
-
-    def __init__(self, server: OcppServer, store: Store, bus: InMemoryBus) -> None:
-        self.server, self.store, self.bus = server, store, bus
-
-    def url(self, charger_id: str) -> str:
-        return f"ws://127.0.0.1:{self.server.port}/ocpp/{charger_id}"
-
-    def kinds(self) -> list[str]:
-        return [event.kind for event in self.bus.recent()]
-
-
-def run(tmp_path: Path, scenario: Callable[[Depot], Awaitable[None]], config: CsmsConfig | None = None) -> None:
-    async def main() -> None:
-        store = open_store(tmp_path / "csms.db")
-        bus = InMemoryBus(history=1000)
-        server = OcppServer(store, bus, config)
-        await server.start("127.0.0.1", 0)
-        try:
-            await asyncio.wait_for(scenario(Depot(server, store, bus)), timeout=10)
-        finally:
-            await server.stop()
-            await bus.close()
-            store.close()
-
-    asyncio.run(main())
 
 
 @contextlib.asynccontextmanager
@@ -117,7 +86,7 @@ def test_16_boot_heartbeat_status_and_authorize(tmp_path: Path) -> None:
         assert charger_record is not None
         assert not charger_record.online
 
-    run(tmp_path, scenario, CsmsConfig(id_tags=frozenset({"FLEET1"})))
+    run(tmp_path, scenario, config=CsmsConfig(id_tags=frozenset({"FLEET1"})))
 
 
 def test_unknown_charger_is_rejected_when_unknown_chargers_are_refused(tmp_path: Path) -> None:
@@ -125,7 +94,7 @@ def test_unknown_charger_is_rejected_when_unknown_chargers_are_refused(tmp_path:
         async with charger(depot, "CP-X", "2.0.1") as cp:
             assert (await cp.call(boot201())).status == "Rejected"
 
-    run(tmp_path, scenario, CsmsConfig(accept_unknown_chargers=False))
+    run(tmp_path, scenario, config=CsmsConfig(accept_unknown_chargers=False))
 
 
 def test_16_start_repeated_after_reconnect_gets_the_same_id_and_stop_is_stored(tmp_path: Path) -> None:
@@ -155,7 +124,7 @@ def test_16_start_repeated_after_reconnect_gets_the_same_id_and_stop_is_stored(t
         assert depot.kinds().count("transaction.started") == 1
         assert "transaction.ended" in depot.kinds()
 
-    run(tmp_path, scenario, CsmsConfig(id_tags=frozenset({"FLEET1"})))
+    run(tmp_path, scenario, config=CsmsConfig(id_tags=frozenset({"FLEET1"})))
 
 
 def test_201_transaction_events_with_duplicates_and_out_of_order(tmp_path: Path) -> None:

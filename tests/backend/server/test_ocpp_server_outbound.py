@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from live_depot import Depot, run
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint as ChargePoint16
 from ocpp.v16 import call as call16
@@ -24,44 +25,12 @@ from ocpp.v201 import call_result as result201
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from backend.bus import InMemoryBus
 from backend.csms.outbound import CallTimeoutError, ChargerCallError, ChargerNotConnectedError
-from backend.events import ChargerOffline
 from backend.ocpp.framing import PayloadError
-from backend.server import OcppServer
 from backend.server import ocpp_server as ocpp_server_module
-from backend.store import Direction, Store, open_store
+from backend.store import Direction
 
 BOOT16 = '[2, "boot-1", "BootNotification", {"chargePointVendor": "ACME", "chargePointModel": "DC150"}]'
-
-
-class Depot:
-    """A running server with its store and bus."""
-
-    def __init__(self, server: OcppServer, store: Store, bus: InMemoryBus) -> None:
-        self.server, self.store, self.bus = server, store, bus
-
-    def url(self, charger_id: str) -> str:
-        return f"ws://127.0.0.1:{self.server.port}/ocpp/{charger_id}"
-
-    def offline_reasons(self, charger_id: str) -> list[str]:
-        return [e.reason for e in self.bus.recent() if isinstance(e, ChargerOffline) and e.charger_id == charger_id]
-
-
-def run(tmp_path: Path, scenario: Callable[[Depot], Awaitable[None]], **options: Any) -> None:
-    async def main() -> None:
-        store = open_store(tmp_path / "csms.db")
-        bus = InMemoryBus(history=1000)
-        server = OcppServer(store, bus, **options)
-        await server.start("127.0.0.1", 0)
-        try:
-            await asyncio.wait_for(scenario(Depot(server, store, bus)), timeout=5)
-        finally:
-            await server.stop()
-            await bus.close()
-            store.close()
-
-    asyncio.run(main())
 
 
 class Charger16(ChargePoint16):
@@ -166,7 +135,7 @@ def test_16_server_calls_get_the_chargers_answers(tmp_path: Path) -> None:
         ]
         assert len(answers) == 4
 
-    run(tmp_path, scenario)
+    run(tmp_path, scenario, timeout=5)
 
 
 def test_201_server_calls_get_the_stations_answers(tmp_path: Path) -> None:
@@ -185,7 +154,7 @@ def test_201_server_calls_get_the_stations_answers(tmp_path: Path) -> None:
             start = {"idToken": {"idToken": "FLEET1", "type": "Central"}, "remoteStartId": 1}
             assert (await depot.server.call("CS-201", "RequestStartTransaction", start))["status"] == "Accepted"
 
-    run(tmp_path, scenario)
+    run(tmp_path, scenario, timeout=5)
 
 
 def test_a_callerror_is_raised_with_the_chargers_code_and_the_connection_goes_on(tmp_path: Path) -> None:
@@ -198,7 +167,7 @@ def test_a_callerror_is_raised_with_the_chargers_code_and_the_connection_goes_on
             assert (await cp.call(call16.Heartbeat())).current_time
             assert await depot.server.call("CP-16", "Reset", {"type": "Hard"}) == {"status": "Accepted"}
 
-    run(tmp_path, scenario)
+    run(tmp_path, scenario, timeout=5)
 
 
 def test_calls_to_an_absent_charger_or_with_a_broken_payload_send_nothing(tmp_path: Path) -> None:
@@ -210,7 +179,7 @@ def test_calls_to_an_absent_charger_or_with_a_broken_payload_send_nothing(tmp_pa
                 await depot.server.call("CP-RAW", "Reset", {"type": "Gentle"})
             await no_message(ws, 0.1)
 
-    run(tmp_path, scenario)
+    run(tmp_path, scenario, timeout=5)
 
 
 def test_an_unanswered_call_times_out_and_its_late_reply_is_ignored(tmp_path: Path) -> None:
@@ -232,7 +201,7 @@ def test_an_unanswered_call_times_out_and_its_late_reply_is_ignored(tmp_path: Pa
             assert await again == {"status": "Rejected"}
         await until(lambda: depot.offline_reasons("CP-RAW") == ["connection_closed"])
 
-    run(tmp_path, scenario)
+    run(tmp_path, scenario, timeout=5)
 
 
 def test_two_concurrent_calls_to_one_charger_are_serialized(tmp_path: Path) -> None:
@@ -251,7 +220,7 @@ def test_two_concurrent_calls_to_one_charger_are_serialized(tmp_path: Path) -> N
             await ws.send(json.dumps([3, second[1], {"status": "RebootRequired"}]))
             assert await both == [{"status": "Accepted"}, {"status": "RebootRequired"}]
 
-    run(tmp_path, scenario)
+    run(tmp_path, scenario, timeout=5)
 
 
 def test_a_charger_calling_while_our_call_is_in_flight_is_answered(tmp_path: Path) -> None:
@@ -265,7 +234,7 @@ def test_a_charger_calling_while_our_call_is_in_flight_is_answered(tmp_path: Pat
             await ws.send(json.dumps([3, ours[1], {"status": "Accepted"}]))
             assert await waiting == {"status": "Accepted"}
 
-    run(tmp_path, scenario)
+    run(tmp_path, scenario, timeout=5)
 
 
 def test_the_watchdog_marks_a_silent_charger_offline(tmp_path: Path) -> None:
@@ -283,7 +252,7 @@ def test_the_watchdog_marks_a_silent_charger_offline(tmp_path: Path) -> None:
         assert not record.online
         assert "CP-SILENT" not in depot.server.connected_chargers()
 
-    run(tmp_path, scenario, offline_after_s=0.5, ping_interval_s=None)
+    run(tmp_path, scenario, timeout=5, offline_after_s=0.5, ping_interval_s=None)
 
 
 def test_a_charger_that_keeps_talking_stays_online(tmp_path: Path) -> None:
@@ -296,7 +265,7 @@ def test_a_charger_that_keeps_talking_stays_online(tmp_path: Path) -> None:
             assert depot.server.connected_chargers() == ["CP-CHATTY"]
         await until(lambda: depot.offline_reasons("CP-CHATTY") == ["connection_closed"])
 
-    run(tmp_path, scenario, offline_after_s=0.5, ping_interval_s=None)
+    run(tmp_path, scenario, timeout=5, offline_after_s=0.5, ping_interval_s=None)
 
 
 def test_a_missing_pong_marks_a_pinged_charger_offline_but_no_ping_chargers_are_never_pinged(
