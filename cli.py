@@ -43,15 +43,16 @@ def _fail(exc: DepotsimError) -> typer.Exit:
 
 
 def _parse_sets(values: list[str] | None) -> dict[str, object]:
-    """Turn ``--set a.b=3`` options into override values (YAML scalars)."""
-    import yaml
+    """Turn ``--set a.b=3`` options into override values (read as YAML)."""
+    from scenarios.loader import override_value, split_override
 
     overrides: dict[str, object] = {}
     for item in values or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise typer.BadParameter(f"expected PATH=VALUE, got {item!r}", param_hint="--set")
-        overrides[key.strip()] = yaml.safe_load(raw)
+        try:
+            key, raw = split_override(item)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--set") from None
+        overrides[key] = override_value(raw)
     return overrides
 
 

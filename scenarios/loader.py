@@ -107,6 +107,23 @@ def load_scenario(
     return _resolve(config, name, base_dir)
 
 
+def split_override(item: str) -> tuple[str, str]:
+    """Split one ``PATH=VALUE`` option (``--set``) into path and raw value text.
+
+    Raises:
+        ValueError: the item is not of that form (callers turn it into their own error).
+    """
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip() or not raw.strip():
+        raise ValueError(f"expected PATH=VALUE, got {item!r}")
+    return key.strip(), raw.strip()
+
+
+def override_value(raw: str) -> Any:
+    """Read an override value the way a scenario file would (YAML scalar or list)."""
+    return yaml.safe_load(raw)
+
+
 def _set_path(raw: dict[str, Any], dotted: str, value: Any, name: str) -> None:
     node: Any = raw
     parts = dotted.split(".")

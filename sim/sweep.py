@@ -32,7 +32,7 @@ import pandas as pd
 
 from backend.errors import DepotsimError
 from scenarios.config import Scenario
-from scenarios.loader import LoadedScenario, load_scenario
+from scenarios.loader import LoadedScenario, load_scenario, override_value, split_override
 
 ID_COLUMNS = ("run_id", "seed", "status", "error", "wall_s")
 RUNS_FILE = "runs.jsonl"
@@ -73,15 +73,13 @@ class SweepRun:
 
 def parse_set_values(items: Iterable[str]) -> dict[str, list[Any]]:
     """Parse ``PATH=V1,V2,...`` options into lists of values (each value read as YAML)."""
-    import yaml
-
     params: dict[str, list[Any]] = {}
     for item in items:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key or not raw.strip():
-            raise SweepError(f"--set expects PATH=VALUE[,VALUE...], got {item!r}")
-        params[key] = [yaml.safe_load(v.strip()) for v in raw.split(",") if v.strip()]
+        try:
+            key, raw = split_override(item)
+        except ValueError:
+            raise SweepError(f"--set expects PATH=VALUE[,VALUE...], got {item!r}") from None
+        params[key] = [override_value(v.strip()) for v in raw.split(",") if v.strip()]
     return params
 
 

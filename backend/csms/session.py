@@ -229,7 +229,8 @@ class ChargePointSession:
                 return []
             return [self._send(reply_for(err), MessageType.CALLERROR, err.message_id, None)]
         if isinstance(frame, CallResultFrame | CallErrorFrame):
-            # This slice sends no calls, so nothing waits for an answer: keep it in the log.
+            # The server routes answers to its own calls to the outbound queue before this
+            # point; one that still arrives here answers nothing we sent: keep it in the log.
             kind = MessageType.CALLRESULT if isinstance(frame, CallResultFrame) else MessageType.CALLERROR
             self._log(Direction.IN, now, kind, frame.message_id, None, raw)
             log.info("%s: answer %s to no call of ours, logged", self.charger_id, frame.message_id)
