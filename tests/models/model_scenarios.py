@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
+
+from scenario_dicts import with_changes
 
 from scenarios.config import Scenario
 from scenarios.loader import LoadedScenario, load_scenario
@@ -38,14 +39,7 @@ BASE: dict[str, Any] = {
 
 def scenario_dict(**changes: Any) -> dict[str, Any]:
     """A copy of BASE with dotted-path changes, e.g. scenario_dict(**{"site.grid_kw": 50})."""
-    data = copy.deepcopy(BASE)
-    for dotted, value in changes.items():
-        node = data
-        parts = dotted.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    return data
+    return with_changes(BASE, **changes)
 
 
 def loaded(**changes: Any) -> LoadedScenario:

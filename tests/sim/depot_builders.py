@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from scenario_dicts import with_changes
 
 BASE: dict[str, Any] = {
     "name": "tiny",
@@ -42,14 +42,7 @@ BASE: dict[str, Any] = {
 
 def scenario(**changes: Any) -> dict[str, Any]:
     """A copy of BASE with dotted-path changes, e.g. scenario(**{"site.grid_kw": 50})."""
-    data = copy.deepcopy(BASE)
-    for dotted, value in changes.items():
-        node = data
-        parts = dotted.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    return data
+    return with_changes(BASE, **changes)
 
 
 def series_energy(power: pd.DataFrame, name: str) -> float:
