@@ -15,13 +15,17 @@ Conventions (kept deliberately simple so that both callers agree):
   (``kw / efficiency``) of all sessions at ``SiteSnapshot.grid_kw``.
 
 Call :func:`allocate`; strategies register themselves in
-:mod:`backend.charging.strategies` under the names used in scenario files.
+:mod:`backend.charging.strategies` under the names used in scenario files. Each
+built-in is one array kernel over a :class:`~backend.charging.table.SessionTable`
+(the simulator calls it directly through ``get_table_strategy``); the functions
+registered here for the built-ins only convert ``SessionNeed`` objects to that table.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from backend.errors import DepotsimError
 
@@ -108,13 +112,22 @@ class Allocation:
 Strategy = Callable[[SiteSnapshot, Sequence[SessionNeed], float], Allocation]
 
 _REGISTRY: dict[str, Strategy] = {}
+# Array kernels by name (see backend.charging.table); a name registered again through
+# register() alone loses its kernel, so the two forms of a strategy never disagree.
+_TABLE_REGISTRY: dict[str, Callable[..., Any]] = {}
 
 
 def register(name: str) -> Callable[[Strategy], Strategy]:
-    """Register a strategy function under the name scenario files use."""
+    """Register a strategy function under the name scenario files use.
+
+    Strategies written against the array form register with
+    :func:`backend.charging.table.register_table` instead, which registers the
+    ``SessionNeed`` adapter here too.
+    """
 
     def wrap(func: Strategy) -> Strategy:
         _REGISTRY[name] = func
+        _TABLE_REGISTRY.pop(name, None)
         return func
 
     return wrap

@@ -25,8 +25,8 @@ the periods strictly cheaper than the current price cover less than the hours ne
 (which also covers the "cheapest price now" rule, and in fact the must-run rule, since
 the cheaper periods never fill a window shorter than the hours needed; must-run is
 tested first only because it is cheaper and reads as intended). That is checked with
-one prefix sum over the change points up to the last departure and a bisection per
-session.
+one prefix sum over the change points up to the last departure and one sorted search
+for all sessions.
 
 Eligible sessions are then served in least-laxity order within every limit;
 the others get 0 and are reconsidered at the next call. Without prices this is
@@ -40,9 +40,12 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from operator import itemgetter
 
-from backend.charging.allocation import Allocation, SessionNeed, SiteSnapshot, register
-from backend.charging.strategies._limits import greedy_fill, grid_limit
-from backend.charging.strategies.least_laxity_first import laxity_order
+import numpy as np
+
+from backend.charging.allocation import SiteSnapshot
+from backend.charging.strategies._limits import BoolArray, active_rows, greedy_fill, grid_limit
+from backend.charging.strategies.least_laxity_first import laxity_key
+from backend.charging.table import FloatArray, SessionTable, register_table
 
 SAFETY_FACTOR = 1.1
 """Multiplier on the hours a session needs, for taper and sharing it cannot foresee."""
@@ -54,62 +57,76 @@ HORIZON_WITHOUT_DEPARTURE_S = 24 * 3600.0
 _start_of = itemgetter(0)
 
 
-@register("cost_aware")
-def cost_aware(site: SiteSnapshot, needs: Sequence[SessionNeed], now: float) -> Allocation:
-    """Charge sessions now only if now is among their cheapest sufficient periods.
+@register_table("cost_aware")
+def cost_aware(site: SiteSnapshot, table: SessionTable, now: float) -> FloatArray:
+    """Charge rows now only if now is among their cheapest sufficient periods.
 
     Args:
         site: grid limit, capacity groups and tariff change points ``prices``.
-        needs: the plugged-in sessions.
+        table: the sessions (and idle connector slots).
         now: current time (UTC POSIX seconds).
 
     Returns:
-        Output kW per session; sessions waiting for a cheaper period get 0.
+        Output kW per row; sessions waiting for a cheaper period get 0.
     """
     grid_kw = grid_limit(site)
-    prices = site.prices
-    if not prices:
-        return Allocation(kw=greedy_fill(site, needs, laxity_order(needs, now, site.preemption_margin_h), grid_kw))
+    margin_h = site.preemption_margin_h
+    active = active_rows(table)
+    if site.prices:
+        active &= eligible_rows(table, active, site.prices, grid_kw, now)
+    return greedy_fill(site, table, lambda: laxity_key(table, now, margin_h), active, grid_kw)
 
-    eligible = [False] * len(needs)
-    total_max = sum(need.max_kw for need in needs if need.energy_kwh > 0.0 and need.max_kw > 0.0)
-    waiting: list[tuple[int, float, float]] = []  # (index, window end, seconds needed)
-    for i, need in enumerate(needs):
-        if need.energy_kwh <= 0.0 or need.max_kw <= 0.0:
-            continue
-        rate = need.max_kw
-        if grid_kw != math.inf:
-            share = grid_kw * need.efficiency * need.max_kw / total_max
-            rate = min(rate, share)
-        hours = max(need.energy_kwh / rate, need.hours_to_target) if rate > 0.0 else math.inf
-        needed_s = (hours * SAFETY_FACTOR + MARGIN_H) * 3600.0
-        end = now + HORIZON_WITHOUT_DEPARTURE_S if need.departure_s is None else need.departure_s
-        if end - now <= needed_s:
-            eligible[i] = True  # must run
-        else:
-            waiting.append((i, end, needed_s))
 
-    if waiting:
-        k = max(bisect_right(prices, now, key=_start_of) - 1, 0)
-        price_now = prices[k][1]
-        last_end = max(end for _, end, _ in waiting)
-        # Periods from now: their starts, whether they are cheaper than now, and the
-        # cheaper seconds accumulated before each start.
-        starts = [now]
-        cheaper = [False]
-        cheaper_before = [0.0]
-        for j in range(k, len(prices)):
-            if j > k:
-                start = prices[j][0]
-                if start >= last_end:
-                    break
-                cheaper_before.append(cheaper_before[-1] + (start - starts[-1] if cheaper[-1] else 0.0))
-                starts.append(start)
-                cheaper.append(prices[j][1] < price_now)
-        for i, end, needed_s in waiting:
-            p = bisect_right(starts, end) - 1
-            cheaper_s = cheaper_before[p] + (end - starts[p] if cheaper[p] else 0.0)
-            eligible[i] = cheaper_s < needed_s
+def eligible_rows(
+    table: SessionTable,
+    active: BoolArray,
+    prices: Sequence[tuple[float, float]],
+    grid_kw: float,
+    now: float,
+) -> BoolArray:
+    """Rows that may charge now under the rule in the module docstring.
 
-    order = [i for i in laxity_order(needs, now, site.preemption_margin_h) if eligible[i]]
-    return Allocation(kw=greedy_fill(site, needs, order, grid_kw))
+    Args:
+        table: the rows.
+        active: rows that need energy and can take power; only these can be eligible.
+        prices: the tariff change points, as in ``SiteSnapshot.prices`` (not empty).
+        grid_kw: grid-side kW available (``math.inf`` for no limit).
+        now: current time (UTC POSIX seconds).
+    """
+    if not active.any():
+        return active
+    max_kw = np.where(active, table.max_kw, 0.0)
+    rate = max_kw
+    if grid_kw != math.inf:
+        total_max = float(np.add.accumulate(max_kw)[-1])  # summed in row order
+        rate = np.minimum(rate, grid_kw * table.efficiency * max_kw / total_max)
+    positive = rate > 0.0
+    with np.errstate(over="ignore"):  # a vanishing grid share needs forever, as it should
+        hours = np.maximum(table.energy_kwh / np.where(positive, rate, 1.0), table.hours_to_target)
+        needed_s = (np.where(positive, hours, math.inf) * SAFETY_FACTOR + MARGIN_H) * 3600.0
+    departure = table.departure_s
+    end = np.where(np.isnan(departure), now + HORIZON_WITHOUT_DEPARTURE_S, departure)
+    must_run = end - now <= needed_s
+    waiting = active & ~must_run
+    if not waiting.any():
+        return active
+
+    k = max(bisect_right(prices, now, key=_start_of) - 1, 0)
+    price_now = prices[k][1]
+    last_end = float(end[waiting].max())
+    # Periods from now: their starts, whether they are cheaper than now, and the
+    # cheaper seconds accumulated before each start.
+    starts = [now]
+    cheaper = [False]
+    cheaper_before = [0.0]
+    for j in range(k + 1, len(prices)):
+        start = prices[j][0]
+        if start >= last_end:
+            break
+        cheaper_before.append(cheaper_before[-1] + (start - starts[-1] if cheaper[-1] else 0.0))
+        starts.append(start)
+        cheaper.append(prices[j][1] < price_now)
+    starts_at = np.array(starts)
+    period = np.searchsorted(starts_at, end, side="right") - 1
+    cheaper_s = np.array(cheaper_before)[period] + np.where(np.array(cheaper)[period], end - starts_at[period], 0.0)
+    return active & (must_run | (cheaper_s < needed_s))

@@ -8,39 +8,34 @@ vehicle still needs (see ``least_laxity_first`` for that).
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+import numpy as np
 
-from backend.charging.allocation import Allocation, SessionNeed, SiteSnapshot, register
-from backend.charging.strategies._limits import greedy_fill, grid_limit
+from backend.charging.allocation import SiteSnapshot
+from backend.charging.strategies._limits import active_rows, greedy_fill, grid_limit
+from backend.charging.table import FloatArray, SessionTable, register_table
 
 
-def departure_order(needs: Sequence[SessionNeed]) -> list[int]:
-    """Indices of ``needs`` by departure; unknown departures last, ties by session id.
+def departure_key(table: SessionTable) -> FloatArray:
+    """Sort key per row: the departure, +inf when unknown.
 
-    The session-id tie break makes the result independent of the order the caller
-    lists sessions in, so a simulation replays identically.
+    Ties (equal or unknown departures) are broken by ``table.rank``, which makes the
+    result independent of the row order, so a simulation replays identically.
     """
-    return sorted(
-        range(len(needs)),
-        key=lambda i: (
-            math.inf if needs[i].departure_s is None else needs[i].departure_s,
-            needs[i].session_id,
-        ),
-    )
+    departure = table.departure_s
+    return np.where(np.isnan(departure), np.inf, departure)
 
 
-@register("earliest_departure_first")
-def earliest_departure_first(site: SiteSnapshot, needs: Sequence[SessionNeed], now: float) -> Allocation:
-    """Fill sessions greedily in departure order within all limits.
+@register_table("earliest_departure_first")
+def earliest_departure_first(site: SiteSnapshot, table: SessionTable, now: float) -> FloatArray:
+    """Fill rows greedily in departure order within all limits.
 
     Args:
         site: grid limit and capacity groups.
-        needs: the plugged-in sessions.
+        table: the sessions (and idle connector slots).
         now: unused; the order depends only on departures.
 
     Returns:
-        Output kW per session; each session takes the most its own maximum, its
+        Output kW per row; each session takes the most its own maximum, its
         groups' remaining capacity and the remaining grid power allow.
     """
-    return Allocation(kw=greedy_fill(site, needs, departure_order(needs), grid_limit(site)))
+    return greedy_fill(site, table, lambda: departure_key(table), active_rows(table), grid_limit(site))

@@ -10,23 +10,22 @@ from one that has the same or less.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from backend.charging.allocation import SiteSnapshot
+from backend.charging.strategies._limits import active_rows, grid_limit, water_fill
+from backend.charging.table import FloatArray, SessionTable, register_table
 
-from backend.charging.allocation import Allocation, SessionNeed, SiteSnapshot, register
-from backend.charging.strategies._limits import grid_limit, water_fill
 
-
-@register("equal_share")
-def equal_share(site: SiteSnapshot, needs: Sequence[SessionNeed], now: float) -> Allocation:
+@register_table("equal_share")
+def equal_share(site: SiteSnapshot, table: SessionTable, now: float) -> FloatArray:
     """Max-min fair output kW under session, group and grid limits.
 
     Args:
-        site: grid limit (grid-side kW, so each session weighs ``1 / efficiency``)
+        site: grid limit (grid-side kW, so each row weighs ``1 / efficiency``)
             and capacity groups.
-        needs: the plugged-in sessions.
+        table: the sessions (and idle connector slots).
         now: unused; fairness does not depend on time.
 
     Returns:
-        Output kW per session; sessions that need no energy get 0.
+        Output kW per row; rows that need no energy get 0.
     """
-    return Allocation(kw=water_fill(site, needs, grid_limit(site)))
+    return water_fill(site, table, active_rows(table), grid_limit(site))

@@ -9,48 +9,38 @@ laxity (already late) sorts first, so such vehicles get as close as possible.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+import numpy as np
 
-from backend.charging.allocation import Allocation, SessionNeed, SiteSnapshot, register
-from backend.charging.strategies._limits import greedy_fill, grid_limit
-
-
-def laxity_hours(need: SessionNeed, now: float) -> float:
-    """Hours the session can still wait and reach its target; +inf without departure."""
-    if need.departure_s is None:
-        return math.inf
-    return (need.departure_s - now) / 3600.0 - need.hours_to_target
+from backend.charging.allocation import SiteSnapshot
+from backend.charging.strategies._limits import active_rows, greedy_fill, grid_limit
+from backend.charging.table import FloatArray, SessionTable, register_table
 
 
-def laxity_order(needs: Sequence[SessionNeed], now: float, margin_h: float = 0.0) -> list[int]:
-    """Indices of ``needs`` by ascending laxity, ties broken by session id.
+def laxity_key(table: SessionTable, now: float, margin_h: float = 0.0) -> FloatArray:
+    """Sort key per row: laxity hours, +inf without departure; ties go by ``table.rank``.
 
-    Sessions already charging (``current_kw > 0``) count ``margin_h`` hours less laxity,
+    Rows already charging (``current_kw > 0``) count ``margin_h`` hours less laxity,
     so a waiting session preempts one only when clearly more urgent.
     """
-
-    def key(i: int) -> tuple[float, str]:
-        need = needs[i]
-        laxity = laxity_hours(need, now)
-        if margin_h and need.current_kw > 0:
-            laxity -= margin_h
-        return (laxity, need.session_id)
-
-    return sorted(range(len(needs)), key=key)
+    departure = table.departure_s
+    laxity = (departure - now) / 3600.0 - table.hours_to_target
+    laxity = np.where(np.isnan(departure), np.inf, laxity)
+    if margin_h:
+        laxity -= np.where(table.current_kw > 0.0, margin_h, 0.0)
+    return laxity
 
 
-@register("least_laxity_first")
-def least_laxity_first(site: SiteSnapshot, needs: Sequence[SessionNeed], now: float) -> Allocation:
-    """Fill sessions greedily by ascending laxity within all limits.
+@register_table("least_laxity_first")
+def least_laxity_first(site: SiteSnapshot, table: SessionTable, now: float) -> FloatArray:
+    """Fill rows greedily by ascending laxity within all limits.
 
     Args:
-        site: grid limit and capacity groups.
-        needs: the plugged-in sessions.
+        site: grid limit, capacity groups and the preemption margin.
+        table: the sessions (and idle connector slots).
         now: current time (UTC POSIX seconds), the base for laxity.
 
     Returns:
-        Output kW per session.
+        Output kW per row.
     """
-    order = laxity_order(needs, now, site.preemption_margin_h)
-    return Allocation(kw=greedy_fill(site, needs, order, grid_limit(site)))
+    margin_h = site.preemption_margin_h
+    return greedy_fill(site, table, lambda: laxity_key(table, now, margin_h), active_rows(table), grid_limit(site))

@@ -10,22 +10,22 @@ shared max-min fairly, which is what power electronics splitting a bus roughly d
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
-from backend.charging.allocation import Allocation, SessionNeed, SiteSnapshot, register
-from backend.charging.strategies._limits import water_fill
+from backend.charging.allocation import SiteSnapshot
+from backend.charging.strategies._limits import active_rows, water_fill
+from backend.charging.table import FloatArray, SessionTable, register_table
 
 
-@register("uncontrolled")
-def uncontrolled(site: SiteSnapshot, needs: Sequence[SessionNeed], now: float) -> Allocation:
-    """Give each session its ``max_kw``, capped only by its capacity groups.
+@register_table("uncontrolled")
+def uncontrolled(site: SiteSnapshot, table: SessionTable, now: float) -> FloatArray:
+    """Give each row its ``max_kw``, capped only by its capacity groups.
 
     Args:
         site: the site; only ``groups`` is used (``grid_kw`` is ignored on purpose).
-        needs: the plugged-in sessions.
+        table: the sessions (and idle connector slots).
         now: unused; the baseline does not look at time.
 
     Returns:
-        Output kW per session; sessions that need no energy get 0.
+        Output kW per row; rows that need no energy get 0.
     """
-    return Allocation(kw=water_fill(site, needs, math.inf))
+    return water_fill(site, table, active_rows(table), math.inf)
