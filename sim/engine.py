@@ -10,6 +10,11 @@ fixed time step.
 
 Same-instant changes are batched: they mark the engine dirty and one zero-delay
 "update" event runs the operator policy and the allocator once for all of them.
+
+The numbers of every session (SoC, limit, curve piece, next breakpoint) live in
+:class:`sim.slots.Slots`, one numpy row per connector, and the allocator is called in
+its array form (:mod:`backend.charging.table`), so an event costs a fixed number of
+array operations rather than a Python pass over every plugged-in vehicle.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ import numpy as np
 import simpy
 
 from backend.charging.allocation import CapacityGroup, SessionNeed, SiteSnapshot, get_strategy
-from models.battery import ChargeCurve, _curve_hours, _curve_soc
+from backend.charging.table import SessionTable, get_table_strategy
+from models.battery import ChargeCurve
 from models.charger import Charger, Connector, ConnectorStatus, build_chargers, check_transition
 from models.fleet import Trip, VehicleSpec, build_fleet
 from models.site import SiteChange, StationaryBattery, site_timeline
@@ -43,10 +49,12 @@ from sim.operator import (
     WaitingVehicle,
 )
 from sim.recorder import Recorder
+from sim.slots import EPS_SOC as _EPS_SOC
+from sim.slots import Slots, plan, plan_few
 
 S = ConnectorStatus
-_EPS_SOC = 1e-9
 _EPS_T = 1e-6
+_FEW_ROWS = 16  # up to this many rows, per-row arithmetic beats numpy's per-call overhead
 
 
 class VehicleState:
@@ -54,7 +62,7 @@ class VehicleState:
 
     __slots__ = (
         "spec", "soc", "state", "session", "connector", "queued_at", "next_departure",
-        "wait_soc", "ready", "late_s", "kinds", "recorded",
+        "wait_soc", "ready", "late_s", "kinds", "recorded", "view",
     )  # fmt: skip
 
     def __init__(self, spec: VehicleSpec) -> None:
@@ -70,77 +78,37 @@ class VehicleState:
         self.late_s = 0.0
         self.recorded = 0  # trips with a departures row so far
         self.kinds = frozenset(k for k, kw in (("ac", spec.max_ac_kw), ("dc", spec.max_dc_kw)) if kw > 0)
+        self.view: tuple[tuple, WaitingVehicle] | None = None  # the policy's view while queued, and its key
 
 
 class Session:
-    """One plug-in: the vehicle's SoC and power on a connector, integrated exactly.
-
-    ``soc`` is exact at time ``t0``; ``mode`` says how it moves on from there:
-    0 = no power, 1 = constant ``power`` (the limit binds), 2 = on the curve line
-    ``a + b*soc`` (the battery binds).
-    """
+    """One plug-in: who, where and since when. Its numbers live in row ``row`` of the
+    engine's :class:`~sim.slots.Slots` (one row per connector)."""
 
     __slots__ = (
-        "sid", "vehicle", "connector", "charger", "curve", "cap", "eff", "target", "t0", "soc",
-        "limit", "power", "mode", "a", "b", "piece", "hours_soc", "hours_left", "target_hours", "max_kw",
-        "need", "need_soc", "need_dep", "next_t", "crit_soc", "plug_in", "soc_in",
-        "kwh", "queued_at", "next_dep",
+        "sid", "vehicle", "connector", "charger", "curve", "target", "row", "slots",
+        "plug_in", "soc_in", "queued_at", "next_dep",
     )  # fmt: skip
 
     def __init__(self, sid: int, vehicle: VehicleState, connector: Connector, curve: ChargeCurve,
-                 target: float, now: float) -> None:  # fmt: skip
+                 target: float, now: float, row: int, slots: Slots) -> None:  # fmt: skip
         self.sid = sid
         self.vehicle = vehicle
         self.connector = connector
         self.charger = connector.charger
         self.curve = curve
-        self.cap = vehicle.spec.battery_kwh
-        self.eff = connector.charger.efficiency
         self.target = target
-        self.t0 = now
-        self.soc = vehicle.soc
-        self.limit = 0.0
-        self.power = 0.0
-        self.mode = 0
-        self.a = 0.0
-        self.b = 0.0
-        self.piece = 0
-        self.hours_soc = math.nan
-        self.hours_left = 0.0
-        self.max_kw = 0.0
-        self.need: SessionNeed | None = None  # reused while SoC and departure stay put
-        self.need_soc = math.nan
-        self.need_dep: float | None = None
-        # hours per kWh of capacity from SoC 0 to the target at full curve power (fixed)
-        self.target_hours = curve._hours_from_zero(target)
-        self.next_t = math.inf
-        self.crit_soc = math.inf
+        self.row = row
+        self.slots = slots
         self.plug_in = now
         self.soc_in = vehicle.soc
-        self.kwh = 0.0
         self.queued_at = vehicle.queued_at if vehicle.queued_at is not None else now
         self.next_dep = vehicle.next_departure  # as known when the vehicle plugged in
 
-    def soc_at(self, t: float) -> float:
-        hours = (t - self.t0) / 3600.0
-        if self.mode == 0 or hours <= 0:
-            return self.soc
-        if self.mode == 1:
-            soc = self.soc + self.power * hours / self.cap
-        else:
-            soc = _curve_soc(self.a, self.b, self.soc, hours, self.cap)
-        return min(soc, self.target) if self.soc <= self.target else soc
-
-    def advance(self, t: float) -> float:
-        """Move to time t; return the energy delivered (kWh) since the last advance."""
-        if t <= self.t0:
-            return 0.0
-        soc = self.soc_at(t)
-        energy = (soc - self.soc) * self.cap
-        self.soc = soc
-        self.t0 = t
-        self.kwh += energy
-        return energy
+    @property
+    def soc(self) -> float:
+        """SoC at the engine's last integration."""
+        return float(self.slots.soc[self.row])
 
 
 @dataclass(slots=True)
@@ -183,6 +151,27 @@ class Engine:
         self.groups = tuple(CapacityGroup(lim.limit_id, lim.max_kw) for lim in limits)
         self.strategy_name = cfg.charging.strategy
         self.strategy = get_strategy(self.strategy_name)
+        self.kernel = get_table_strategy(self.strategy_name)  # None: a strategy with only the list form
+        self._needs_hours = self.strategy_name not in ("uncontrolled", "equal_share", "earliest_departure_first")
+        # one row per connector; capacity-group memberships are fixed for the run
+        self.slots = Slots(len(self.connectors))
+        self._row_of = {conn.connector_id: j for j, conn in enumerate(self.connectors)}
+        self._row_session: list[Session | None] = [None] * len(self.connectors)
+        charger_index = {id(c): k for k, c in enumerate(self.chargers)}
+        self._row_charger_list = [charger_index[id(conn.charger)] for conn in self.connectors]
+        self._row_charger = np.array(self._row_charger_list, dtype=np.int64)
+        self._charger_rows = [[self._row_of[conn.connector_id] for conn in c.connectors] for c in self.chargers]
+        self._single_connector = all(len(rows) == 1 for rows in self._charger_rows)
+        self._charger_series = ["charger:" + c.charger_id for c in self.chargers]
+        self._free_views = [
+            FreeConnector(c.connector_id, c.charger.charger_id, c.charger.kind, c.charger.connector_kw)
+            for c in self.connectors
+        ]
+        members = [(j, g) for j, conn in enumerate(self.connectors) for g in conn.charger.group_ids]
+        self._member_row = np.array([m[0] for m in members], dtype=np.int64)
+        self._member_group = np.array([m[1] for m in members], dtype=np.int64)
+        self._any_power = False  # some row draws power (else integration is skipped)
+        self._curve_rows = False  # some row follows its charge curve (mode 2)
         self.tolerance = cfg.charging.reallocation_tolerance
         self.preemption_h = cfg.charging.preemption_margin_minutes / 60.0
         self.policy: OperatorPolicy = policy or BUILTIN_POLICIES[self.ops.assignment]()
@@ -209,10 +198,10 @@ class Engine:
         self._timer_gen = 0
         # per-charger power is recorded per span between that charger's own changes
         # (exact average energy), not at every site-wide event: far fewer rows
-        self._charger_energy: dict[str, float] = {}
-        self._charger_since: dict[str, float] = {}
-        self._charger_span_kw: dict[str, float] = {}
+        self._span_kw = [0.0] * len(self.chargers)
+        self._span_since = [0.0] * len(self.chargers)
         self._batt_kw = 0.0
+        self._fixed_levels: tuple[float, float, float] | None = None
         self.allocations = 0
         self.sim_events = 0
 
@@ -270,7 +259,7 @@ class Engine:
         env.process(self._plug_in_after(v, plug_delay))
         trips = v.spec.trips
         for i, trip in enumerate(trips):
-            v.next_departure = trip.pull_out
+            self._set_next_departure(v, trip.pull_out)
             if env.now < trip.pull_out:
                 yield env.timeout(trip.pull_out - env.now)
             self.sim_events += 1
@@ -285,12 +274,12 @@ class Engine:
                 ok = False
                 if left > 0:
                     rec.event(env.now, "departure_delayed", vid, value=soc, detail=f"block {trip.index}")
-                    v.wait_soc = ops.min_departure_soc
+                    self._set_wait(v, ops.min_departure_soc)
                     v.ready = env.event()
                     self._request(alloc=True)
                     yield v.ready | env.timeout(left)
                     ok = v.ready.triggered
-                    v.wait_soc = None
+                    self._set_wait(v, None)
                     v.ready = None
                     soc = self._soc_now(v)
                     ok = ok or soc >= ops.min_departure_soc - _EPS_SOC
@@ -301,7 +290,7 @@ class Engine:
             late = env.now - trip.pull_out
             self._leave_depot(v)
             soc = v.soc
-            v.next_departure = following
+            self._set_next_departure(v, following)
             used = trip.kwh / v.spec.battery_kwh
             shortfall = max(0.0, (used - soc) * v.spec.battery_kwh)
             self._record_departure(v, trip, env.now, soc, "late" if late > 1.0 else "on_time", shortfall)
@@ -319,6 +308,16 @@ class Engine:
                 env.process(self._plug_in_after(v, plug_delay))
             # else: the next pull-out comes before the vehicle could be plugged in
 
+    def _set_next_departure(self, v: VehicleState, t: float | None) -> None:
+        v.next_departure = t
+        if v.session is not None:
+            self.slots.dep[v.session.row] = self.epoch_s + t if t is not None else math.nan
+
+    def _set_wait(self, v: VehicleState, soc: float | None) -> None:
+        v.wait_soc = soc
+        if v.session is not None:
+            self.slots.wait[v.session.row] = soc if soc is not None else math.nan
+
     def _plug_in_after(self, v: VehicleState, delay: float):  # noqa: ANN202
         """Park, then queue for a connector unless the vehicle left meanwhile."""
         if delay > 0:
@@ -330,7 +329,7 @@ class Engine:
         soc = self._soc_now(v)
         self._record_departure(v, trip, None, soc, "cancelled", 0.0)
         self.recorder.event(self.env.now, "block_cancelled", v.spec.vehicle_id, value=soc, detail=reason)
-        v.next_departure = following
+        self._set_next_departure(v, following)
         if v.state == "depot" and v.session is None and v.connector is None and v not in self.queue:
             self._enqueue(v)  # it stays in the depot: charge it for the next block
 
@@ -399,7 +398,14 @@ class Engine:
         now = self.env.now
         self._flush()
         curve = self._curve_for(v, conn)
-        session = Session(self._next_sid, v, conn, curve, self.ops.target_soc, now)
+        row = self._row_of[conn.connector_id]
+        target = self.ops.target_soc
+        session = Session(self._next_sid, v, conn, curve, target, now, row, self.slots)
+        dep = self.epoch_s + v.next_departure if v.next_departure is not None else math.nan
+        self.slots.open(row, v.soc, v.spec.battery_kwh, conn.charger.efficiency, target, curve, session.sid, dep)
+        if v.wait_soc is not None:
+            self.slots.wait[row] = v.wait_soc
+        self._row_session[row] = session
         self._next_sid += 1
         v.session = session
         v.state = "plugged"
@@ -416,17 +422,24 @@ class Engine:
         self._flush()
         v = session.vehicle
         conn = session.connector
-        v.soc = session.soc
+        sl = self.slots
+        row = session.row
+        soc = float(sl.soc[row])
+        kwh = float(sl.kwh[row])
+        eff = float(sl.eff[row])
+        v.soc = soc
         self.sessions.remove(session)
+        sl.close(row)
+        self._row_session[row] = None
         v.session = None
         v.state = "depot"
         conn.vehicle = None
-        self._charger_changed(conn.charger, now)
+        self._close_spans(now, [row])
         rec = self.recorder
         rec.sessions.append((
             session.sid, v.spec.vehicle_id, v.spec.type_name, conn.charger.charger_id, conn.connector_id,
-            session.queued_at, session.plug_in, now, session.kwh, session.kwh / session.eff, session.soc_in,
-            session.soc, session.target, session.soc >= session.target - 1e-6, reason,
+            session.queued_at, session.plug_in, now, kwh, kwh / eff, session.soc_in,
+            soc, session.target, soc >= session.target - 1e-6, reason,
             session.next_dep if session.next_dep is not None else math.nan,
         ))  # fmt: skip
         rec.vehicle(now, v.spec.vehicle_id, v.soc, "depot", f"unplug_{reason}")
@@ -471,6 +484,7 @@ class Engine:
             return
         check_transition(conn.status, status)
         conn.status = status
+        self.slots.suspended_ev[self._row_of[conn.connector_id]] = status is S.SUSPENDED_EV
         self.recorder.event(
             self.env.now,
             "connector_status",
@@ -490,7 +504,9 @@ class Engine:
         return curve
 
     def _soc_now(self, v: VehicleState) -> float:
-        return v.session.soc_at(self.env.now) if v.session is not None else v.soc
+        if v.session is None:
+            return v.soc
+        return self.slots.soc_at(v.session.row, (self.env.now - self._seg_t) / 3600.0)
 
     # --- batching ----------------------------------------------------------------------------
     def _request(self, alloc: bool = False, decide: bool = False) -> None:
@@ -512,31 +528,36 @@ class Engine:
 
     def _decide(self) -> None:
         now = self.env.now
-        waiting = tuple(
-            WaitingVehicle(
-                v.spec.vehicle_id, v.queued_at if v.queued_at is not None else now, v.next_departure, v.soc, v.kinds
-            )
-            for v in self.queue
-        )
         free = tuple(
-            FreeConnector(c.connector_id, c.charger.charger_id, c.charger.kind, c.charger.connector_kw)
-            for c in self.connectors
-            if c.vehicle is None and c.status is S.AVAILABLE
+            self._free_views[j] for j, c in enumerate(self.connectors) if c.vehicle is None and c.status is S.AVAILABLE
         )
         full: tuple[FullVehicle, ...] = ()
         if self.ops.plug_swap:
+            sl = self.slots
+            full_rows = (sl.occupied & (sl.soc >= sl.target - _EPS_SOC)).tolist()
             full = tuple(
                 FullVehicle(
                     s.vehicle.spec.vehicle_id, s.connector.connector_id, s.charger.kind, s.vehicle.next_departure
                 )
                 for s in self.sessions
-                if s.soc >= s.target - _EPS_SOC
+                if full_rows[s.row]
             )
         if not free and not full:
             return
-        actions = self.policy.decide(DepotObservation(now, waiting, free, full, self.ops.plug_swap))
+        actions = self.policy.decide(DepotObservation(now, self._waiting_views(now), free, full, self.ops.plug_swap))
         for action in actions:
             self._apply(action)
+
+    def _waiting_views(self, now: float) -> tuple[WaitingVehicle, ...]:
+        """The queue as the policy sees it; a vehicle's view is rebuilt only when it changed."""
+        views = []
+        for v in self.queue:
+            key = (v.queued_at, v.next_departure, v.soc)
+            if v.view is None or v.view[0] != key:
+                queued_at = v.queued_at if v.queued_at is not None else now
+                v.view = (key, WaitingVehicle(v.spec.vehicle_id, queued_at, v.next_departure, v.soc, v.kinds))
+            views.append(v.view[1])
+        return tuple(views)
 
     def _apply(self, action: PlugIn | Swap) -> None:
         if isinstance(action, PlugIn):
@@ -589,34 +610,9 @@ class Engine:
         if now <= start:
             return
         hours = (now - start) / 3600.0
-        delivered = 0.0
-        drawn = 0.0
-        acc = self._charger_energy
-        for s in self.sessions:
-            mode = s.mode
-            if mode == 0:
-                s.t0 = now
-                continue
-            if mode == 1:
-                # constant power: Session.advance inlined, this loop runs at every event
-                dt = now - s.t0
-                if dt <= 0:
-                    continue
-                soc0 = s.soc
-                soc = soc0 + s.power * (dt / 3600.0) / s.cap
-                if soc0 <= s.target < soc:
-                    soc = s.target
-                e = (soc - soc0) * s.cap
-                s.soc = soc
-                s.t0 = now
-                s.kwh += e
-            else:
-                e = s.advance(now)
-            if e:
-                delivered += e
-                drawn += e / s.eff
-                cid = s.charger.charger_id
-                acc[cid] = acc.get(cid, 0.0) + e
+        delivered = drawn = 0.0
+        if self._any_power:
+            delivered, drawn = self.slots.integrate(hours, self._curve_rows)
         self._record_segment(start, now, hours, delivered, drawn)
         if self.battery is not None:
             self.battery.advance(hours, self._batt_kw)
@@ -640,9 +636,12 @@ class Engine:
         rec.level("load", start, load)
         rec.level("chargers", start, chargers_kw)
         rec.level("delivered", start, delivered / hours)
-        rec.level("base", start, site.base_kw)
-        rec.level("price", start, site.price)
-        rec.level("limit", start, site.limit_kw if math.isfinite(site.limit_kw) else math.nan)
+        fixed = (site.base_kw, site.price, site.limit_kw)
+        if fixed != self._fixed_levels:  # these move only at site changes: skip the calls
+            self._fixed_levels = fixed
+            rec.level("base", start, site.base_kw)
+            rec.level("price", start, site.price)
+            rec.level("limit", start, site.limit_kw if math.isfinite(site.limit_kw) else math.nan)
         if self.cfg.site.pv is not None:
             rec.level("pv", start, pv_used)
             rec.level("pv_curtailed", start, site.pv_kw - pv_used)
@@ -655,68 +654,70 @@ class Engine:
         now = self.env.now
         self.allocations += 1
         site = self.site
-        charging: list[Session] = []
-        needs: list[SessionNeed] = []
+        sl = self.slots
+        soc = sl.soc
+        active = sl.occupied & (soc < sl.target - _EPS_SOC)
+        off_piece = active & ((soc < sl.lo) | (soc >= sl.hi))
+        if off_piece.any():
+            for j in np.flatnonzero(off_piece).tolist():
+                sl.set_piece(j, self._row_session[j].curve, float(soc[j]))
         epoch = self.epoch_s
-        for s in self.sessions:
-            soc = s.soc
-            if soc < s.target - _EPS_SOC and not s.charger.faulted:
-                curve = s.curve
-                if soc != s.hours_soc:  # suspended sessions keep their SoC: reuse the figure
-                    piece = s.piece
-                    socs = curve.socs
-                    if not socs[piece] <= soc < socs[piece + 1]:
-                        piece = s.piece = curve._piece(soc)
-                    a, b = curve._lines[piece]
-                    s.hours_soc = soc
-                    s.hours_left = (
-                        s.target_hours - curve._unit_hours[piece] - _curve_hours(a, b, curve.socs[piece], soc, 1.0)
-                    )
-                    s.max_kw = max(a + b * soc, 0.0)
-                dep = s.vehicle.next_departure
-                need = s.need
-                if need is None or s.need_soc != soc or s.need_dep != dep or need.current_kw != s.limit:
-                    need = s.need = SessionNeed(
-                        s.sid, s.max_kw, s.eff, (s.target - soc) * s.cap,
-                        epoch + dep if dep is not None else None, s.hours_left * s.cap, s.charger.group_ids,
-                        s.limit,
-                    )  # fmt: skip
-                    s.need_soc = soc
-                    s.need_dep = dep
-                needs.append(need)
-                charging.append(s)
-            elif s.mode or s.next_t != math.inf or s.connector.status is not S.SUSPENDED_EV:
-                self._set_power(s, 0.0, now)
         grid = site.limit_kw - site.base_kw + site.pv_kw
         if self.battery is not None:
             grid += self.battery.available_discharge_kw()
-        prices: tuple[tuple[float, float], ...] = ()
-        if self._needs_prices and needs:
-            last = max((n.departure_s for n in needs if n.departure_s is not None), default=epoch + now)
-            prices = self._prices_from(epoch + now, max(last, epoch + now + 86400.0))
-        if needs:
+        any_active = bool(active.any())
+        if any_active:
+            max_kw = np.where(active, np.maximum(sl.a + sl.b * soc, 0.0), 0.0)
+            energy = np.where(active, (sl.target - soc) * sl.cap, 0.0)
+            hours = np.where(active, sl.hours_to_target(), 0.0) if self._needs_hours else np.zeros(sl.rows)
+            prices: tuple[tuple[float, float], ...] = ()
+            if self._needs_prices:
+                deps = sl.dep[active]
+                last = float(np.nanmax(deps)) if not np.isnan(deps).all() else epoch + now
+                prices = self._prices_from(epoch + now, max(last, epoch + now + 86400.0))
             snapshot = SiteSnapshot(max(grid, 0.0), self.groups, prices, self.preemption_h)
-            allocation = self.strategy(snapshot, needs, epoch + now)
-            throttled = False
-            for s, kw, need in zip(charging, allocation.kw, needs, strict=True):
-                if kw < need.max_kw - 1e-9:
-                    throttled = True
-                if (
-                    kw == s.limit
-                    and (s.mode == 1 or (s.mode == 0 and kw == 0.0))
-                    and s.next_t > now + _EPS_T
-                    and s.vehicle.wait_soc is None
-                ):
-                    continue  # same limit, same regime: its next breakpoint still holds
-                self._set_power(s, kw, now)
-            self._throttled = throttled
+            table = SessionTable(
+                max_kw, sl.eff, energy, sl.dep, hours, sl.limit, sl.rank, self._member_row, self._member_group
+            )
+            if self.kernel is not None:
+                kw = self.kernel(snapshot, table, epoch + now)
+            else:
+                kw = self._allocate_listed(snapshot, table, active, epoch + now)
+            self._throttled = bool(np.any(active & (kw < max_kw - 1e-9)))
+            # same limit, so the same regime (limit or curve) and the same next breakpoint,
+            # unless the row is at that breakpoint now or waits for a SoC to depart
+            keep = (kw == sl.limit) & ((sl.mode != 0) | (kw == 0.0)) & (sl.next_t > now + _EPS_T) & np.isnan(sl.wait)
+            change = active & ~keep
         else:
+            kw = np.zeros(sl.rows)
+            change = active
             self._throttled = False
+        idle = sl.occupied & ~active & ((sl.mode != 0) | (sl.next_t != math.inf) | ~sl.suspended_ev)
+        rows = np.flatnonzero(change | idle)
+        if len(rows):
+            self._apply_limits(rows, np.where(active[rows], kw[rows], 0.0), now)
         if self.battery is not None:
-            chargers_in = sum(s.power / s.eff for s in self.sessions if s.power > 0)
+            chargers_in = float(sl.power @ sl.inv_eff)
             net = site.base_kw + chargers_in - site.pv_kw
             self.battery.dispatch(net, site.limit_kw, site.price, self.cheapest, self.dearest, self._needs_prices)
         self._schedule_timer(now)
+
+    def _allocate_listed(
+        self, snapshot: SiteSnapshot, table: SessionTable, active: np.ndarray, now_s: float
+    ) -> np.ndarray:
+        """Run a strategy that only has the list form (a user's own): one SessionNeed per session."""
+        rows = np.flatnonzero(active).tolist()
+        needs = [
+            SessionNeed(
+                int(table.rank[j]), float(table.max_kw[j]), float(table.efficiency[j]), float(table.energy_kwh[j]),
+                None if math.isnan(table.departure_s[j]) else float(table.departure_s[j]),
+                float(table.hours_to_target[j]), self.connectors[j].charger.group_ids, float(table.current_kw[j]),
+            )
+            for j in rows
+        ]  # fmt: skip
+        kw = np.zeros(self.slots.rows)
+        kw[rows] = self.strategy(snapshot, needs, now_s).kw
+        return kw
 
     def _prices_from(self, t: float, until: float) -> tuple[tuple[float, float], ...]:
         """Tariff change points from t (first entry at t) up to ``until``."""
@@ -728,89 +729,75 @@ class Engine:
         last = bisect_right(keys, until) + 1
         return ((t, points[first][1]), *points[first + 1 : last])
 
-    def _charger_changed(self, charger: Charger, now: float, force: bool = False) -> None:
-        """Close the charger's power span when its power moved noticeably.
+    def _apply_limits(self, rows: np.ndarray, kw: np.ndarray, now: float) -> None:
+        """Give ``rows`` their new limits; update connector statuses and power spans."""
+        sl = self.slots
+        row_list = rows.tolist()
+        if len(row_list) <= _FEW_ROWS:
+            zero = plan_few(sl, row_list, kw.tolist(), now, self.tolerance)
+        else:
+            zero = plan(sl, rows, kw, now, self.tolerance).tolist()
+        soc, target = sl.soc, sl.target
+        for j, z in zip(row_list, zero, strict=True):
+            conn = self.connectors[j]
+            if not z:
+                self._set_status(conn, S.CHARGING)
+            elif not conn.charger.faulted:
+                full = soc.item(j) >= target.item(j) - _EPS_SOC
+                self._set_status(conn, S.SUSPENDED_EV if full else S.SUSPENDED_EVSE)
+        mode = sl.mode
+        self._any_power = bool(mode.any())
+        self._curve_rows = self._any_power and bool((mode == 2).any())
+        self._close_spans(now, row_list)
 
-        The span's value is its exact average (energy / duration). A span stays open while
+    def _close_spans(self, now: float, rows: list[int] | None = None, force: bool = False) -> None:
+        """Close the power span of the chargers of ``rows`` (all when None) if their power moved.
+
+        A span's value is its exact average (energy / duration). A span stays open while
         the charger's power stays within ``reallocation_tolerance`` of its value at the
         span start, so small re-shares (equal share moves every session a little at every
         event) do not add a row per charger per event.
         """
-        cid = charger.charger_id
-        total = 0.0
-        for conn in charger.connectors:
-            if conn.vehicle is not None:
-                session = self.by_vehicle[conn.vehicle].session
-                if session is not None:
-                    total += session.power
-        span_kw = self._charger_span_kw.get(cid, 0.0)
-        if not force:
-            if total == span_kw:
-                return
-            if total > 0 and span_kw > 0 and abs(total - span_kw) <= self.tolerance * max(span_kw, total):
-                return
-        self._charger_span_kw[cid] = total
-        since = self._charger_since.get(cid, 0.0)
-        if now <= since:
-            return
-        energy = self._charger_energy.pop(cid, 0.0)
-        self.recorder.level("charger:" + cid, since, energy * 3600.0 / (now - since))
-        self._charger_since[cid] = now
-
-    def _set_power(self, s: Session, kw: float, now: float) -> None:
-        """Apply a new limit: choose the integration mode and the next critical time."""
-        s.limit = kw
-        soc = s.soc
-        conn = s.connector
-        if kw <= 1e-9 or soc >= s.target - _EPS_SOC:
-            s.mode, s.power, s.next_t = 0, 0.0, math.inf
-            if not s.charger.faulted:
-                status = S.SUSPENDED_EV if soc >= s.target - _EPS_SOC else S.SUSPENDED_EVSE
-                self._set_status(conn, status)
-            self._charger_changed(s.charger, now)
-            return
-        curve = s.curve
-        i = s.piece
-        a, b = curve._lines[i]
-        at_curve = a + b * soc
-        end = curve.socs[i + 1]
-        crit = s.target
-        wait = s.vehicle.wait_soc
-        if wait is not None and soc < wait < crit:
-            crit = wait
-        if end < crit:
-            crit = end
-        if at_curve > kw + 1e-9 or (b >= 0 and at_curve >= kw - 1e-9):
-            s.mode, s.power = 1, kw
-            if b < 0:
-                cross = (kw - a) / b
-                if soc < cross < crit:
-                    crit = cross
-            elif b > 0:
-                # a rising curve: once the battery could take `tolerance` more, ask again
-                rise = (kw * (1.0 + self.tolerance) - a) / b
-                if soc < rise < crit:
-                    crit = rise
-            hours = (crit - soc) * s.cap / kw
+        power = self.slots.power
+        if rows is not None and len(rows) <= _FEW_ROWS:
+            chargers = self._row_charger_list
+            if self._single_connector:
+                totals = [(chargers[j], power.item(j)) for j in rows]
+            else:
+                charger_rows = self._charger_rows
+                totals = [(k, sum(power[charger_rows[k]].tolist())) for k in {chargers[j] for j in rows}]
         else:
-            s.mode, s.power, s.a, s.b = 2, at_curve, a, b
-            if b < 0:
-                floor = (at_curve * (1.0 - self.tolerance) - a) / b
-                if soc < floor < crit:
-                    crit = floor
-            elif b > 0:
-                cross = (kw - a) / b
-                if soc < cross < crit:
-                    crit = cross
-            hours = _curve_hours(a, b, soc, crit, s.cap)
-        s.crit_soc = crit
-        s.next_t = now + hours * 3600.0 if math.isfinite(hours) else math.inf
-        self._set_status(conn, S.CHARGING)
-        self._charger_changed(s.charger, now)
+            total = np.bincount(self._row_charger, weights=power, minlength=len(self.chargers))
+            if force:
+                totals = list(enumerate(total.tolist()))
+            else:
+                moved = np.flatnonzero(total != np.array(self._span_kw))
+                totals = list(zip(moved.tolist(), total[moved].tolist(), strict=True))
+        span = self._span_kw
+        tol = self.tolerance
+        for k, kw in totals:
+            old = span[k]
+            if not force and (kw == old or (kw > 0 and old > 0 and abs(kw - old) <= tol * max(old, kw))):
+                continue
+            span[k] = kw
+            start = self._span_since[k]
+            if now <= start:
+                continue
+            acc = self.slots.acc
+            members = self._charger_rows[k]
+            if len(members) == 1:
+                j = members[0]
+                energy = acc.item(j)
+                acc[j] = 0.0
+            else:
+                energy = float(acc[members].sum())
+                acc[members] = 0.0
+            self.recorder.level(self._charger_series[k], start, energy * 3600.0 / (now - start))
+            self._span_since[k] = now
 
     def _schedule_timer(self, now: float) -> None:
         """Keep exactly one live timer, at the earliest session or battery breakpoint."""
-        t = min((s.next_t for s in self.sessions), default=math.inf)
+        t = float(self.slots.next_t.min()) if self.sessions else math.inf
         if self.battery is not None:
             hours = self.battery.hours_to_bound()
             if math.isfinite(hours):
@@ -832,28 +819,36 @@ class Engine:
         self.sim_events += 1
         self._flush()
         now = self.env.now
-        hit = [s for s in self.sessions if s.next_t <= now + _EPS_T]
-        for s in hit:
+        sl = self.slots
+        hit = np.flatnonzero(sl.next_t <= now + _EPS_T)
+        soc, cap, target, crit = sl.soc, sl.cap, sl.target, sl.crit
+        for j in hit.tolist():
             # snap to the breakpoint: float rounding must not leave SoC a hair below it
             # (that would schedule the same instant again and again)
-            snapped = max(s.soc, min(s.crit_soc, s.target))
-            s.kwh += (snapped - s.soc) * s.cap
-            s.soc = snapped
-            if s.soc >= s.target - 1e-7:
-                s.kwh += max(s.target - s.soc, 0.0) * s.cap
-                s.soc = max(s.soc, s.target)
-                self.recorder.vehicle(now, s.vehicle.spec.vehicle_id, s.soc, "plugged", "target_reached")
+            s0 = float(soc[j])
+            tgt = float(target[j])
+            snapped = max(s0, min(float(crit[j]), tgt))
+            if snapped >= tgt - 1e-7:
+                snapped = max(snapped, tgt)
+            gained = (snapped - s0) * float(cap[j])
+            sl.kwh[j] += gained
+            sl.acc[j] += gained
+            soc[j] = snapped
+            s = self._row_session[j]
+            if snapped >= tgt - 1e-7:
+                self.recorder.vehicle(now, s.vehicle.spec.vehicle_id, snapped, "plugged", "target_reached")
                 if self.ops.plug_swap:
                     self._dirty_decide = True
             v = s.vehicle
-            if v.wait_soc is not None and s.soc >= v.wait_soc - 1e-7 and v.ready is not None and not v.ready.triggered:
-                v.ready.succeed()
+            ready = v.ready
+            if v.wait_soc is not None and snapped >= v.wait_soc - 1e-7 and ready is not None and not ready.triggered:
+                ready.succeed()
         if self._throttled or self.battery is not None or self._dirty_alloc or not self._local_update(hit, now):
             self._request(alloc=True)
         elif self._dirty_decide:
             self._request()
 
-    def _local_update(self, hit: list[Session], now: float) -> bool:
+    def _local_update(self, hit: np.ndarray, now: float) -> bool:
         """Re-plan only the sessions at a breakpoint, when no one else can gain from it.
 
         At the last allocation every session got all it could take. A session at a
@@ -861,13 +856,16 @@ class Engine:
         power that no one is waiting for, so every strategy would give the same limits
         again: skip the full allocation. Returns False when a full one is needed.
         """
-        for s in hit:
-            if s.soc >= s.target - _EPS_SOC:
-                self._set_power(s, 0.0, now)
-                continue
-            s.piece = s.curve._piece(s.soc)
-            self._set_power(s, s.limit, now)
-            if s.mode == 1 and s.curve.kw_at(s.soc) > s.limit + 1e-9:
+        sl = self.slots
+        kw = np.zeros(len(hit))
+        for k, j in enumerate(hit.tolist()):
+            soc = float(sl.soc[j])
+            if soc < float(sl.target[j]) - _EPS_SOC:
+                sl.set_piece(j, self._row_session[j].curve, soc)
+                kw[k] = sl.limit[j]
+        self._apply_limits(hit, kw, now)
+        for j in hit.tolist():
+            if sl.mode[j] == 1 and self._row_session[j].curve.kw_at(float(sl.soc[j])) > sl.limit[j] + 1e-9:
                 return False  # the battery could take more than its limit: re-allocate
         self._schedule_timer(now)
         return True
@@ -894,6 +892,5 @@ class Engine:
                     self._record_departure(v, trip, None, self._soc_now(v), "unserved", 0.0)
         for s in list(self.sessions):
             self._unplug(s, "end_of_run")
-        for charger in self.chargers:
-            self._charger_changed(charger, self.horizon, force=True)
+        self._close_spans(self.horizon, force=True)
         self.recorder.close_levels(self.horizon)
