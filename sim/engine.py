@@ -172,6 +172,7 @@ class Engine:
         self._member_group = np.array([m[1] for m in members], dtype=np.int64)
         self._any_power = False  # some row draws power (else integration is skipped)
         self._curve_rows = False  # some row follows its charge curve (mode 2)
+        self._waits = 0  # vehicles waiting for a SoC to depart (their rows are re-planned at every allocation)
         self.tolerance = cfg.charging.reallocation_tolerance
         self.preemption_h = cfg.charging.preemption_margin_minutes / 60.0
         self.policy: OperatorPolicy = policy or BUILTIN_POLICIES[self.ops.assignment]()
@@ -314,6 +315,7 @@ class Engine:
             self.slots.dep[v.session.row] = self.epoch_s + t if t is not None else math.nan
 
     def _set_wait(self, v: VehicleState, soc: float | None) -> None:
+        self._waits += (soc is not None) - (v.wait_soc is not None)
         v.wait_soc = soc
         if v.session is not None:
             self.slots.wait[v.session.row] = soc if soc is not None else math.nan
@@ -415,6 +417,8 @@ class Engine:
         if conn.status is not S.PREPARING:
             self._set_status(conn, S.PREPARING)
         self.recorder.vehicle(now, v.spec.vehicle_id, v.soc, "plugged", "plug_in")
+        if v.soc >= target - _EPS_SOC:  # nothing to charge: suspended by the vehicle at once
+            self._apply_limits(np.array([row]), np.zeros(1), now)
         self._request(alloc=True)
 
     def _unplug(self, session: Session, reason: str) -> None:
@@ -657,10 +661,6 @@ class Engine:
         sl = self.slots
         soc = sl.soc
         active = sl.occupied & (soc < sl.target - _EPS_SOC)
-        off_piece = active & ((soc < sl.lo) | (soc >= sl.hi))
-        if off_piece.any():
-            for j in np.flatnonzero(off_piece).tolist():
-                sl.set_piece(j, self._row_session[j].curve, float(soc[j]))
         epoch = self.epoch_s
         grid = site.limit_kw - site.base_kw + site.pv_kw
         if self.battery is not None:
@@ -683,19 +683,18 @@ class Engine:
                 kw = self.kernel(snapshot, table, epoch + now)
             else:
                 kw = self._allocate_listed(snapshot, table, active, epoch + now)
-            self._throttled = bool(np.any(active & (kw < max_kw - 1e-9)))
-            # same limit, so the same regime (limit or curve) and the same next breakpoint,
-            # unless the row is at that breakpoint now or waits for a SoC to depart
-            keep = (kw == sl.limit) & ((sl.mode != 0) | (kw == 0.0)) & (sl.next_t > now + _EPS_T) & np.isnan(sl.wait)
-            change = active & ~keep
+            self._throttled = bool((kw < max_kw - 1e-9).any())  # idle rows: 0 < -1e-9 is False
+            # a row keeps its plan while its limit is the same (so is its regime: limit or
+            # curve) unless it is at its breakpoint now or waits for a SoC to depart;
+            # rows that stopped needing energy were planned to 0 when they reached it
+            change = (kw != sl.limit) | (sl.next_t <= now + _EPS_T)
+            if self._waits:
+                change |= ~np.isnan(sl.wait)
+            rows = np.flatnonzero(change & active)
+            if len(rows):
+                self._apply_limits(rows, kw[rows], now)
         else:
-            kw = np.zeros(sl.rows)
-            change = active
             self._throttled = False
-        idle = sl.occupied & ~active & ((sl.mode != 0) | (sl.next_t != math.inf) | ~sl.suspended_ev)
-        rows = np.flatnonzero(change | idle)
-        if len(rows):
-            self._apply_limits(rows, np.where(active[rows], kw[rows], 0.0), now)
         if self.battery is not None:
             chargers_in = float(sl.power @ sl.inv_eff)
             net = site.base_kw + chargers_in - site.pv_kw
@@ -821,7 +820,8 @@ class Engine:
         now = self.env.now
         sl = self.slots
         hit = np.flatnonzero(sl.next_t <= now + _EPS_T)
-        soc, cap, target, crit = sl.soc, sl.cap, sl.target, sl.crit
+        soc, cap, target, crit, hi = sl.soc, sl.cap, sl.target, sl.crit, sl.hi
+        done = []
         for j in hit.tolist():
             # snap to the breakpoint: float rounding must not leave SoC a hair below it
             # (that would schedule the same instant again and again)
@@ -836,13 +836,18 @@ class Engine:
             soc[j] = snapped
             s = self._row_session[j]
             if snapped >= tgt - 1e-7:
+                done.append(j)
                 self.recorder.vehicle(now, s.vehicle.spec.vehicle_id, snapped, "plugged", "target_reached")
                 if self.ops.plug_swap:
                     self._dirty_decide = True
+            elif snapped >= hi.item(j):
+                sl.set_piece(j, s.curve, snapped)  # on to the next piece of the curve
             v = s.vehicle
             ready = v.ready
             if v.wait_soc is not None and snapped >= v.wait_soc - 1e-7 and ready is not None and not ready.triggered:
                 ready.succeed()
+        if done:
+            self._apply_limits(np.array(done), np.zeros(len(done)), now)
         if self._throttled or self.battery is not None or self._dirty_alloc or not self._local_update(hit, now):
             self._request(alloc=True)
         elif self._dirty_decide:
@@ -857,16 +862,13 @@ class Engine:
         again: skip the full allocation. Returns False when a full one is needed.
         """
         sl = self.slots
-        kw = np.zeros(len(hit))
-        for k, j in enumerate(hit.tolist()):
-            soc = float(sl.soc[j])
-            if soc < float(sl.target[j]) - _EPS_SOC:
-                sl.set_piece(j, self._row_session[j].curve, soc)
-                kw[k] = sl.limit[j]
-        self._apply_limits(hit, kw, now)
-        for j in hit.tolist():
-            if sl.mode[j] == 1 and self._row_session[j].curve.kw_at(float(sl.soc[j])) > sl.limit[j] + 1e-9:
-                return False  # the battery could take more than its limit: re-allocate
+        soc, target, limit = sl.soc, sl.target, sl.limit
+        rest = [j for j in hit.tolist() if soc.item(j) < target.item(j) - _EPS_SOC]  # the others were stopped
+        if rest:
+            self._apply_limits(np.array(rest), limit[rest], now)
+            for j in rest:
+                if sl.mode[j] == 1 and self._row_session[j].curve.kw_at(soc.item(j)) > limit.item(j) + 1e-9:
+                    return False  # the battery could take more than its limit: re-allocate
         self._schedule_timer(now)
         return True
 
