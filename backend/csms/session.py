@@ -33,7 +33,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -136,6 +136,18 @@ _EMPTY_REPLY_ACTIONS: Final = frozenset(
 """Notifications we only keep in the message log and answer with an empty payload."""
 
 
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One message as :meth:`ChargePointSession.read` decoded it, for :meth:`ChargePointSession.handle`."""
+
+    raw: str
+    """The text as received (invalid UTF-8 replaced), for the message log."""
+    at: datetime
+    """When it was read: the time of every fact it records that carries no time of its own."""
+    frame: CallFrame | CallResultFrame | CallErrorFrame | FrameError
+    """The decoded frame, or the error that says what is wrong with it (and its reply)."""
+
+
 def wire_time(at: datetime) -> str:
     """An aware time as OCPP sends it: UTC, milliseconds, ``Z``."""
     return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -147,7 +159,8 @@ class ChargePointSession:
     Create one per accepted websocket connection, call :meth:`connected` once, then
     :meth:`receive` for every message and :meth:`disconnected` when it ends. Every call
     is synchronous and may block on the store, so an asyncio driver runs it in a worker
-    thread; calls for one session must not overlap.
+    thread (the server: inside a group commit, see :meth:`commit_failed`); calls for one
+    session must not overlap.
     """
 
     def __init__(
@@ -188,6 +201,8 @@ class ChargePointSession:
         self._pending: list[DomainEvent] = []
         self._samples: dict[str, tuple[int, datetime]] = {}
         """1.6 transaction id -> (distinct sample times seen, newest one): the seq_no of its updates."""
+        self._meter_starts: dict[str, float] = {}
+        """Transaction id -> its meter start once known (it never changes after), for TransactionUpdated."""
 
     # -- connection lifecycle --------------------------------------------------------------
 
@@ -213,15 +228,37 @@ class ChargePointSession:
     def receive(self, text: str | bytes) -> list[str]:
         """Handle one websocket message; return the frames to send back, in order.
 
+        The same as :meth:`handle` of :meth:`read`; a driver that wants the decoding done
+        on another thread than the store work calls the two itself.
+
         Never raises for anything the charger sent. A :class:`backend.store.StoreError`
         while logging the frame itself propagates: nothing was handled, and the driver
         should close the connection so that the charger resends elsewhere or later.
         """
+        return self.handle(self.read(text))
+
+    def read(self, text: str | bytes) -> Incoming:
+        """Decode and validate one websocket message, noting when it arrived; touches no store.
+
+        Half of the work of a message, and the CPU-heavy half (JSON schema validation):
+        the server does it on its event loop while the store writer thread is busy
+        committing, then hands the result to :meth:`handle` there.
+        """
         now = self._clock.now()
         raw = text if isinstance(text, str) else bytes(text).decode("utf-8", errors="replace")
         try:
-            frame = decode(text, self.version, supported_actions=self._supported)
+            return Incoming(raw, now, decode(text, self.version, supported_actions=self._supported))
         except FrameError as err:
+            return Incoming(raw, now, err)
+
+    def handle(self, incoming: Incoming) -> list[str]:
+        """Log a message :meth:`read` decoded, store what it says, and return the frames to send back.
+
+        Raises only as :meth:`receive` does.
+        """
+        now, raw, frame = incoming.at, incoming.raw, incoming.frame
+        if isinstance(frame, FrameError):
+            err = frame
             unreadable = err.message_id == UNREADABLE_MESSAGE_ID and err.message_type is None
             readable_id = None if unreadable else err.message_id
             self._log(Direction.IN, now, err.message_type, readable_id, None, raw)
@@ -237,6 +274,29 @@ class ChargePointSession:
             return []
         self._log(Direction.IN, now, MessageType.CALL, frame.message_id, frame.action, raw)
         return [self._handle(frame, now)]
+
+    def commit_failed(self, incoming: Incoming, description: str) -> list[str]:
+        """The store rolled back what :meth:`handle` wrote for ``incoming``: the frames to send instead.
+
+        For a driver that runs :meth:`handle` inside a group commit
+        (:class:`backend.store.group_commit.GroupCommitter`) whose commit then failed: the
+        replies :meth:`handle` returned must not be sent, since they acknowledge writes
+        that were not kept. A CALL gets an InternalError CALLERROR instead, so the charger
+        keeps its message and resends it; anything else gets what it got before, which
+        acknowledged nothing. What the session learnt from the lost writes (sample counts,
+        transaction starts) is forgotten and read back from the store next time. The
+        replies :meth:`handle` built stay in the message log, followed by this one.
+        """
+        self._samples.clear()
+        self._meter_starts.clear()
+        frame = incoming.frame
+        if isinstance(frame, FrameError):
+            if not frame.should_reply:
+                return []
+            return [self._send(reply_for(frame), MessageType.CALLERROR, frame.message_id, None)]
+        if not isinstance(frame, CallFrame):
+            return []
+        return [self._internal_error(frame, f"not stored, resend: {description}")]
 
     def _handle(self, frame: CallFrame, now: datetime) -> str:
         events: list[DomainEvent] = []
@@ -481,6 +541,7 @@ class ChargePointSession:
             self.charger_id, tx_id, float(p["meterStop"]), stopped_at, p.get("reason")
         )
         self._samples.pop(tx_id, None)
+        self._meter_starts.pop(tx_id, None)
         if tx.is_orphan_stop and applied:
             log.warning("%s: StopTransaction for unknown transaction %s kept as an orphan stop", self.charger_id, tx_id)
         if applied:
@@ -547,6 +608,7 @@ class ChargePointSession:
                 )
         elif event_type == "Ended":
             tx, applied = self._store.stop_transaction(self.charger_id, tx_id, energy, at, info.get("stoppedReason"))
+            self._meter_starts.pop(tx_id, None)
             if applied:
                 stop = energy if energy is not None else _last_energy(self._store, tx)
                 self._event(
@@ -565,16 +627,24 @@ class ChargePointSession:
     def _updated(self, tx_id: str, seq_no: int, rows: Sequence[MeterValue], at: datetime) -> None:
         """Publish TransactionUpdated when the rows hold an energy register and the start is known."""
         energy = latest(rows, ENERGY_REGISTER)
-        tx = self._store.get_transaction(self.charger_id, tx_id)
-        if energy is None or tx is None or tx.meter_start_wh is None:
+        if energy is None:
             return
+        # Read once per transaction per connection: a MeterValues a second would otherwise
+        # read the transaction row every time. A start once known is never overwritten
+        # (see Store.open_transaction_event), so the cached one stays right.
+        meter_start = self._meter_starts.get(tx_id)
+        if meter_start is None:
+            tx = self._store.get_transaction(self.charger_id, tx_id)
+            if tx is None or tx.meter_start_wh is None:
+                return
+            meter_start = self._meter_starts[tx_id] = tx.meter_start_wh
         self._event(
             TransactionUpdated(
                 at=max(row.at for row in rows) if rows else at,
                 charger_id=self.charger_id,
                 tx_id=tx_id,
                 seq_no=seq_no,
-                energy_wh=energy - tx.meter_start_wh,
+                energy_wh=energy - meter_start,
                 power_w=latest(rows, POWER),
                 soc=latest(rows, SOC),
             )

@@ -18,11 +18,12 @@ from backend.store.records import (
     TransactionEventRecord,
     TransactionRecord,
 )
-from backend.store.repository import Store, StoreError, UnknownChargerError
+from backend.store.repository import CommitError, Store, StoreError, UnitOutcome, UnknownChargerError
 
 __all__ = [
     "ChargerRecord",
     "ChargingProfileSent",
+    "CommitError",
     "ConnectorRecord",
     "Direction",
     "IdTag",
@@ -33,6 +34,7 @@ __all__ = [
     "StoreError",
     "TransactionEventRecord",
     "TransactionRecord",
+    "UnitOutcome",
     "UnknownChargerError",
     "open_store",
 ]

@@ -10,12 +10,20 @@ picks the implementation from a URL: an embedded SQLite file by default
 
 Why the API looks the way it does:
 
-* **Synchronous, one short transaction per call.** The live server calls it from a worker
-  thread (or directly, for a small depot), the simulator in-process. No call holds a
-  transaction open across an await or a network round trip, and every call that returns
-  has committed, so an answer we send a charger after it is backed by durable data. The
-  one exception is :meth:`Store.log_message`: the frame log is diagnostics, so it is
-  buffered and committed in batches (:meth:`Store.flush_messages`).
+* **Synchronous, one short transaction per call.** The simulator and the HTTP API call it
+  directly or from a worker thread. No call holds a transaction open across an await or a
+  network round trip, and every call that returns has committed, so an answer we send a
+  charger after it is backed by durable data. The exception is :meth:`Store.log_message`:
+  the frame log is diagnostics, so it is buffered and committed in batches
+  (:meth:`Store.flush_messages`).
+* **Group commit for the live server.** :meth:`Store.run_group` runs several units of work
+  (each a callable making ordinary store calls, e.g. one OCPP message's handler) in one
+  transaction committed once, with a savepoint per unit, so one failing unit is rolled
+  back alone. Inside a group a store call does not commit on return; its caller learns
+  the unit's writes are durable when the group's commit succeeded.
+  :class:`backend.store.group_commit.GroupCommitter` feeds it from a queue: under a burst
+  of messages, one fsync serves every message that arrived while the previous commit ran,
+  instead of one fsync each.
 * **Idempotent writes.** Chargers resend after a reconnect whatever they did not see
   answered. A repeated StartTransaction returns the transaction it already created, a
   repeated stop or TransactionEvent changes nothing, and a repeated meter reading or
@@ -33,7 +41,8 @@ Errors::
 
     DepotsimError
     └── StoreError                 a store operation failed; the message names the database
-        └── UnknownChargerError    an update for a charger the store has never registered
+        ├── UnknownChargerError    an update for a charger the store has never registered
+        └── CommitError            a group's transaction failed as a whole: none of its units' writes were kept
 
 A database error is never swallowed: it becomes a :class:`StoreError` naming the
 database (a PostgreSQL URL without its password) and the cause, and the call's
@@ -42,9 +51,10 @@ transaction is rolled back.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from backend.errors import DepotsimError
 from backend.store.records import (
@@ -66,6 +76,22 @@ class StoreError(DepotsimError):
 
 class UnknownChargerError(StoreError):
     """An update names a charger that never booted against this store."""
+
+
+class CommitError(StoreError):
+    """A group's transaction could not be begun or committed: no unit of it was kept.
+
+    Every unit of the group gets it, including those that ran without error: their
+    callers must not acknowledge anything the units did.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class UnitOutcome:
+    """What one unit of a :meth:`Store.run_group` returned, or the exception it raised."""
+
+    value: Any = None
+    error: BaseException | None = None
 
 
 class Store(Protocol):
@@ -301,6 +327,21 @@ class Store(Protocol):
 
     def purge_messages(self, older_than: datetime) -> int:
         """Delete frames logged before ``older_than`` (the retention cut-off); returns how many."""
+        ...
+
+    # -- group commit -----------------------------------------------------------------------
+
+    def run_group(self, units: Sequence[Callable[[], Any]]) -> list[UnitOutcome]:
+        """Run ``units`` in order in one transaction, committed once; one outcome per unit.
+
+        Each unit runs inside a savepoint: one that raises has its writes rolled back and
+        its exception in its outcome, and the others go on. Store calls a unit makes (from
+        the calling thread) join the group's transaction, each in a savepoint of its own,
+        so a failing call is still rolled back alone and later reads see earlier writes
+        of the group. Only after the commit are the outcomes returned: a caller may then
+        acknowledge its unit. If the transaction cannot be begun or committed, every
+        outcome holds a :class:`CommitError` and nothing of the group is kept.
+        """
         ...
 
     def close(self) -> None:

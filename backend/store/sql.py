@@ -21,6 +21,16 @@ load. The price, accepted: a crash of the process loses at most the frames buffe
 since the last flush (one batch, ~0.1 s of traffic under the server); another process
 reading the database sees frames up to that late. Transactions, meter values and
 everything else still commit before the call returns.
+
+:meth:`SqlStore.run_group` is the group commit: it holds the lock and one write
+transaction across several units of work, each in a ``SAVEPOINT``, and while it runs the
+store calls those units make on its thread become savepoints of that transaction instead
+of transactions of their own (the thread is recorded, so a call from another thread waits
+for the lock as usual). Savepoints rather than one flat transaction, because a failed
+statement must not take its neighbours with it: PostgreSQL refuses every statement after a
+failure until the transaction or a savepoint is rolled back, and a unit that catches a
+store error (the OCPP session answers InternalError and goes on) expects the call that
+failed to have changed nothing, as outside a group.
 """
 
 from __future__ import annotations
@@ -46,7 +56,7 @@ from backend.store.records import (
     TransactionEventRecord,
     TransactionRecord,
 )
-from backend.store.repository import StoreError, UnknownChargerError
+from backend.store.repository import CommitError, StoreError, UnitOutcome, UnknownChargerError
 
 _CHARGER = "charger_id, ocpp_version, vendor, model, serial, firmware, boot_status, registered_at, last_seen, online"
 _CONNECTOR = "charger_id, evse_id, connector_id, status, error_code, updated_at"
@@ -122,6 +132,11 @@ class _Tx:
     def one(self, query: str, params: Sequence[Any] = ()) -> Any:
         return self._conn.execute(self._translate(query), tuple(params)).fetchone()
 
+    def many(self, query: str, rows: Sequence[Sequence[Any]]) -> None:
+        """One statement over many parameter rows: the driver loops in C (SQLite) or pipelines (psycopg)."""
+        if rows:
+            self._conn.cursor().executemany(self._translate(query), [tuple(row) for row in rows])
+
     def all(self, query: str, params: Sequence[Any] = ()) -> list[Any]:
         return list(self._conn.execute(self._translate(query), tuple(params)).fetchall())
 
@@ -130,6 +145,9 @@ class SqlStore:
     """Shared queries over one DB-API connection; subclasses adapt the dialect."""
 
     driver_errors: ClassVar[tuple[type[Exception], ...]] = ()
+    reads_need_savepoint: ClassVar[bool] = True
+    """Whether a failed read inside a group must be rolled back to keep the transaction usable
+    (PostgreSQL refuses every later statement until it is; SQLite does not)."""
 
     def __init__(self, conn: Any, where: str) -> None:
         """Take an open, migrated connection; ``where`` names the database in errors."""
@@ -140,6 +158,10 @@ class SqlStore:
         self._log_buffer: list[MessageLogEntry] = []
         # Separate from _lock so that buffering a frame never waits for a commit in progress.
         self._log_buffer_lock = threading.Lock()
+        self._group_thread: int | None = None
+        """The thread running :meth:`run_group` now; its store calls join the group's transaction."""
+        self.commits = 0
+        """Transactions committed: one per write call outside a group, one per group."""
 
     # -- dialect hooks ---------------------------------------------------------------------
 
@@ -168,6 +190,10 @@ class SqlStore:
 
     @contextmanager
     def _tx(self, what: str, write: bool = True) -> Iterator[_Tx]:
+        if self._group_thread == threading.get_ident():
+            with self._in_group(what, write or self.reads_need_savepoint) as tx:
+                yield tx
+            return
         with self._lock:
             if self._conn is None:
                 raise StoreError(f"cannot {what}: the store on {self._where} is closed")
@@ -176,11 +202,75 @@ class SqlStore:
                 self._begin(write)
                 yield _Tx(self._conn, self._translate)
                 self._commit()
+                if write:
+                    self.commits += 1
             except BaseException as exc:
                 self._rollback_quietly()
                 if isinstance(exc, self.driver_errors):
                     raise StoreError(f"cannot {what} on {self._where}: {exc}") from exc
                 raise
+
+    @contextmanager
+    def _in_group(self, what: str, savepoint: bool) -> Iterator[_Tx]:
+        """One store call inside the running group: a savepoint, so that its failure undoes only it."""
+        if not savepoint:
+            try:
+                yield _Tx(self._conn, self._translate)
+            except self.driver_errors as exc:
+                raise StoreError(f"cannot {what} on {self._where}: {exc}") from exc
+            return
+        try:
+            self._conn.execute("SAVEPOINT store_call")
+            yield _Tx(self._conn, self._translate)
+            self._conn.execute("RELEASE SAVEPOINT store_call")
+        except BaseException as exc:
+            # If this fails too the group's transaction is broken, and its commit will say so.
+            with contextlib.suppress(Exception):
+                self._conn.execute("ROLLBACK TO SAVEPOINT store_call")
+                self._conn.execute("RELEASE SAVEPOINT store_call")
+            if isinstance(exc, self.driver_errors):
+                raise StoreError(f"cannot {what} on {self._where}: {exc}") from exc
+            raise
+
+    def run_group(self, units: Sequence[Callable[[], Any]]) -> list[UnitOutcome]:
+        """See :meth:`Store.run_group`; holds the store's lock for the whole group."""
+        if not units:
+            return []
+        with self._lock:
+            if self._conn is None:
+                closed = CommitError(f"cannot run a group of writes: the store on {self._where} is closed")
+                return [UnitOutcome(error=closed) for _ in units]
+            self._group_thread = threading.get_ident()
+            try:
+                self._ensure_connected()
+                self._begin(True)
+                outcomes = [self._run_unit(unit) for unit in units]
+                self._commit()
+                self.commits += 1
+            except Exception as exc:
+                self._rollback_quietly()
+                log.error("a group of %d units of work was rolled back: %s", len(units), exc)
+                failed = CommitError(f"cannot commit a group of {len(units)} writes on {self._where}: {exc}")
+                failed.__cause__ = exc
+                return [UnitOutcome(error=failed) for _ in units]
+            except BaseException:
+                self._rollback_quietly()
+                raise
+            finally:
+                self._group_thread = None
+        return outcomes
+
+    def _run_unit(self, unit: Callable[[], Any]) -> UnitOutcome:
+        """One unit in its savepoint; a savepoint statement that fails breaks the whole group (raises)."""
+        self._conn.execute("SAVEPOINT unit")
+        try:
+            value = unit()
+        except Exception as exc:
+            self._conn.execute("ROLLBACK TO SAVEPOINT unit")
+            self._conn.execute("RELEASE SAVEPOINT unit")
+            return UnitOutcome(error=exc)
+        self._conn.execute("RELEASE SAVEPOINT unit")
+        return UnitOutcome(value=value)
 
     def _rollback_quietly(self) -> None:
         # The original error is the one worth reporting; a rollback on a dead connection
@@ -561,7 +651,9 @@ class SqlStore:
         with self._log_buffer_lock:
             self._log_buffer.append(entry)
             full = len(self._log_buffer) >= self.log_batch
-        if full:
+        # Not from inside a group: the frames would share its fate, and the server's flush
+        # task writes them within a few milliseconds anyway.
+        if full and self._group_thread != threading.get_ident():
             self.flush_messages()
 
     def pending_messages(self) -> int:
@@ -602,8 +694,7 @@ class SqlStore:
             for e in entries
         ]
         with self._tx("log messages") as tx:
-            for row in rows:
-                tx.run(f"INSERT INTO message_log ({_LOG}) VALUES ({_marks(_LOG)})", row)
+            tx.many(f"INSERT INTO message_log ({_LOG}) VALUES ({_marks(_LOG)})", rows)
 
     def query_messages(
         self,

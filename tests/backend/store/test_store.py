@@ -11,18 +11,15 @@ from __future__ import annotations
 import os
 import select
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import psycopg
 import pytest
+from store_targets import Target
 
 from backend.store import (
     ChargerRecord,
@@ -38,72 +35,13 @@ from backend.store import (
     UnknownChargerError,
     open_store,
 )
-from backend.store.migrations import LATEST_VERSION, Dialect, current_version, migrate
+from backend.store.migrations import LATEST_VERSION, current_version, migrate
 
-PG_CANDIDATES = ("postgresql://postgres@127.0.0.1:5432/test", "postgresql://root@127.0.0.1:5432/test")
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
 def at(minutes: float) -> datetime:
     return T0 + timedelta(minutes=minutes)
-
-
-@dataclass(frozen=True)
-class Target:
-    """A database a test can open as often as it likes."""
-
-    dialect: Dialect
-    url: str
-
-    def open(self) -> Store:
-        return open_store(self.url)
-
-    def raw(self) -> Any:
-        if self.dialect == "sqlite":
-            return sqlite3.connect(self.url, isolation_level=None)
-        return psycopg.connect(self.url)
-
-
-@pytest.fixture(scope="session")
-def postgres_base() -> str:
-    """The first candidate URL that accepts a connection, or a failure that says why."""
-    if os.environ.get("DEPOTSIM_SKIP_POSTGRES") == "1":
-        pytest.skip("DEPOTSIM_SKIP_POSTGRES=1: PostgreSQL store tests skipped on request")
-    errors = []
-    for url in PG_CANDIDATES:
-        try:
-            with psycopg.connect(url, connect_timeout=5):
-                return url
-        except psycopg.Error as exc:
-            errors.append(f"{url}: {exc}".strip())
-    pytest.fail(
-        "PostgreSQL is not reachable, so the PostgreSQL store tests cannot run:\n  "
-        + "\n  ".join(errors)
-        + "\nStart the server (trust auth, database 'test'), or set DEPOTSIM_SKIP_POSTGRES=1 to skip them.",
-        pytrace=False,
-    )
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def target(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Target]:
-    if request.param == "sqlite":
-        yield Target("sqlite", str(tmp_path / "depot.db"))
-        return
-    base = request.getfixturevalue("postgres_base")
-    schema = f"t_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(base, autocommit=True) as admin:
-        admin.execute(f"CREATE SCHEMA {schema}")
-        try:
-            yield Target("postgresql", f"{base}?options=-csearch_path%3D{schema}&application_name={schema}")
-        finally:
-            admin.execute(f"DROP SCHEMA {schema} CASCADE")
-
-
-@pytest.fixture
-def store(target: Target) -> Iterator[Store]:
-    opened = target.open()
-    yield opened
-    opened.close()
 
 
 def charger(charger_id: str = "CP-1", **changes: Any) -> ChargerRecord:
