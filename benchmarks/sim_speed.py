@@ -3,8 +3,8 @@
 Cases (each run in a fresh process so peak RSS belongs to that run alone):
   a) 100 vehicles, 50 chargers x 50 kW, 365 days, grid-limited
   b) 500 vehicles, 250 chargers x 50 kW, 365 days, grid-limited
-each under least_laxity_first and equal_share. Also a linearity check: case a over
-90, 180 and 365 days.
+each under least_laxity_first and equal_share. Also linearity checks: case a over
+90, 180 and 365 days ("linear"), and 100, 250 and 500 vehicles over 60 days ("fleet").
 
 Usage:  python3 benchmarks/sim_speed.py            # all cases
         python3 benchmarks/sim_speed.py --only a   # one case
@@ -80,8 +80,10 @@ def one(vehicles: int, chargers: int, days: int, strategy: str) -> dict:
     from sim.runner import run_scenario
 
     started = time.perf_counter()
+    cpu_started = time.process_time()
     result = run_scenario(depot(vehicles, chargers, days, strategy))
     wall = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
     stats = result.stats
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     return {
@@ -90,6 +92,7 @@ def one(vehicles: int, chargers: int, days: int, strategy: str) -> dict:
         "days": days,
         "strategy": strategy,
         "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),
         "engine_s": round(stats.wall_seconds, 2),
         "events": stats.sim_events,
         "allocations": stats.allocations,
@@ -105,6 +108,11 @@ CASES = {
     "a": [(100, 50, 365, "least_laxity_first"), (100, 50, 365, "equal_share")],
     "b": [(500, 250, 365, "least_laxity_first"), (500, 250, 365, "equal_share")],
     "linear": [(100, 50, 90, "least_laxity_first"), (100, 50, 180, "least_laxity_first")],
+    "fleet": [
+        (100, 50, 60, "least_laxity_first"),
+        (250, 125, 60, "least_laxity_first"),
+        (500, 250, 60, "least_laxity_first"),
+    ],
 }
 
 
@@ -119,7 +127,7 @@ def main() -> None:
         return
     groups = [args.only] if args.only else list(CASES)
     print(
-        f"{'case':<7}{'vehicles':>9}{'chargers':>9}{'days':>6}  {'strategy':<20}{'wall s':>8}{'events':>10}"
+        f"{'case':<7}{'vehicles':>9}{'chargers':>9}{'days':>6}  {'strategy':<20}{'wall s':>8}{'cpu s':>8}{'events':>10}"
         f"{'events/s':>10}{'allocs':>9}{'peak MB':>9}{'ready':>8}"
     )
     for group in groups:
@@ -129,12 +137,12 @@ def main() -> None:
                 capture_output=True,
                 text=True,
                 check=True,
-                timeout=900,
+                timeout=1800,
             )
             r = json.loads(out.stdout.strip().splitlines()[-1])
             print(
                 f"{group:<7}{r['vehicles']:>9}{r['chargers']:>9}{r['days']:>6}  {r['strategy']:<20}"
-                f"{r['wall_s']:>8.2f}{r['events']:>10,}{r['events_per_s']:>10,}{r['allocations']:>9,}"
+                f"{r['wall_s']:>8.2f}{r['cpu_s']:>8.2f}{r['events']:>10,}{r['events_per_s']:>10,}{r['allocations']:>9,}"
                 f"{r['peak_rss_mb']:>9}{r['ready_share']:>8.3f}",
                 flush=True,
             )
