@@ -30,8 +30,6 @@ import numpy.typing as npt
 from backend.charging.allocation import SiteSnapshot
 from backend.charging.table import FloatArray, SessionTable, group_caps
 
-BoolArray = npt.NDArray[np.bool_]
-
 # Relative tolerance when deciding that a constraint saturated in a filling step.
 # Freezing a constraint that is within this slack of its limit over-allocates by at
 # most ``_REL_TOL * level`` per member, far below the 1e-9 the callers accept.
@@ -44,16 +42,20 @@ def grid_limit(site: SiteSnapshot) -> float:
     return grid_kw if grid_kw > 0.0 else 0.0
 
 
-def active_rows(table: SessionTable) -> BoolArray:
-    """Rows that need energy and can take power; every other row gets 0."""
-    return (table.energy_kwh > 0.0) & (table.max_kw > 0.0)
+def wanted_kw(table: SessionTable) -> FloatArray:
+    """Output kW each row would take without shared limits: ``max_kw``, or 0 when idle.
+
+    Rows with ``max_kw > 0`` here are the *active* ones; the fills give every other
+    row 0. A new array, which the fills reuse for their result.
+    """
+    return table.max_kw * (table.energy_kwh > 0.0)
 
 
 def greedy_fill(
     site: SiteSnapshot,
     table: SessionTable,
     priority: Callable[[], FloatArray],
-    active: BoolArray,
+    take: FloatArray,
     grid_kw: float,
 ) -> FloatArray:
     """Serve rows in priority order, each taking all the headroom it can use.
@@ -63,18 +65,18 @@ def greedy_fill(
         table: the rows.
         priority: returns the sort key per row, most urgent lowest (ties by
             ``table.rank``); called only when a limit can bind.
-        active: rows to serve; the others get 0 (the cost-aware strategy uses this
-            to hold rows back).
+        take: output kW each row may take (from :func:`wanted_kw`; 0 for rows not to
+            serve, which the cost-aware strategy uses to hold rows back). Reused
+            for the result.
         grid_kw: grid-side kW to share (``math.inf`` to ignore the grid).
 
     Returns:
         Output kW per row. Work-conserving: a served row below its ``max_kw`` is
         stopped by a constraint that is now full.
     """
-    take = np.where(active, table.max_kw, 0.0)
     if _groups_can_bind(site, table, take):
         order = np.lexsort((table.rank, priority()))
-        return np.array(_greedy_loop(site, table, active, order, grid_kw), dtype=np.float64)
+        return np.array(_greedy_loop(site, table, take, order, grid_kw), dtype=np.float64)
     if grid_kw == math.inf:
         return take
     efficiency = table.efficiency
@@ -85,8 +87,8 @@ def greedy_fill(
     # Grid left before each row in priority order, subtracted in that order.
     left = np.empty(len(order) + 1)
     left[0] = grid_kw
-    np.take(grid_draw, order, out=left[1:])
-    np.subtract.accumulate(left, out=left)
+    left[1:] = grid_draw[order]
+    left = np.subtract.accumulate(left)
     room = left[:-1] * efficiency[order]
     binds = room <= take[order]
     first = int(binds.argmax())
@@ -98,7 +100,7 @@ def greedy_fill(
     return take
 
 
-def water_fill(site: SiteSnapshot, table: SessionTable, active: BoolArray, grid_kw: float) -> FloatArray:
+def water_fill(site: SiteSnapshot, table: SessionTable, take: FloatArray, grid_kw: float) -> FloatArray:
     """Max-min fair output kW by progressive filling.
 
     All unfrozen rows share one level that rises from 0. It jumps straight to the
@@ -115,37 +117,42 @@ def water_fill(site: SiteSnapshot, table: SessionTable, active: BoolArray, grid_
     Args:
         site: the groups whose limits apply.
         table: the rows.
-        active: rows that take part; the others get 0.
+        take: output kW each row could take (from :func:`wanted_kw`); rows at 0 get
+            0. Reused for the result.
         grid_kw: grid-side kW to share (``math.inf`` to ignore the grid).
 
     Returns:
         Output kW per row.
     """
-    take = np.where(active, table.max_kw, 0.0)
     if _groups_can_bind(site, table, take):
-        return np.array(_water_loop(site, table, active, grid_kw), dtype=np.float64)
+        return np.array(_water_loop(site, table, take, grid_kw), dtype=np.float64)
     if grid_kw == math.inf:
         return take
     if np.add.reduce(take / table.efficiency) <= grid_kw:
         return take
     if grid_kw <= 0.0:
         return np.zeros(len(take))
-    weight = np.where(active, 1.0 / table.efficiency, 0.0)
     by_max = take.argsort()
     maxima = take[by_max]
-    # Row 0: grid kW of the rows below each position at their max; row 1: the summed
-    # weights below it. Idle rows sort first with weight 0 and change neither.
-    below = np.zeros((2, len(take) + 1))
-    np.take(weight, by_max, out=below[1, 1:])
-    np.multiply(maxima, below[1, 1:], out=below[0, 1:])
-    np.add.accumulate(below, axis=1, out=below)
-    # The level if the grid runs out while the rows from each position up rise.
-    level = (grid_kw - below[0, :-1]) / (below[1, -1] - below[1, :-1])
-    reached = level <= maxima
-    first = int(reached.argmax())
-    if not reached[first]:
-        return take
-    return np.minimum(take, level[first])
+    weight = 1.0 / table.efficiency[by_max]
+    # Grid kW of the rows up to each position at their max, and their summed weights.
+    # Idle rows sort first: the level found at their positions is above their maximum
+    # of 0, and beyond them they cancel out of the differences.
+    upto_kw = np.add.accumulate(maxima * weight)
+    upto_weight = np.add.accumulate(weight)
+    total_weight = float(upto_weight[-1])
+    level = grid_kw / total_weight  # all rows rising together
+    if level > maxima[0]:
+        if len(maxima) == 1:
+            return take  # the grid fits the one row after all (a rounding tie)
+        # The level if the grid runs out while the rows above each position rise.
+        levels = (grid_kw - upto_kw[:-1]) / (total_weight - upto_weight[:-1])
+        reached = levels <= maxima[1:]
+        first = int(reached.argmax())
+        if not reached[first]:
+            return take
+        level = float(levels[first])
+    return np.minimum(take, level)
 
 
 def _groups_can_bind(site: SiteSnapshot, table: SessionTable, take: FloatArray) -> bool:
@@ -157,27 +164,44 @@ def _groups_can_bind(site: SiteSnapshot, table: SessionTable, take: FloatArray) 
     return int(np.count_nonzero(demand <= caps)) != len(caps)
 
 
-def _groups_of(table: SessionTable) -> list[list[int]]:
-    groups_of: list[list[int]] = [[] for _ in range(len(table.max_kw))]
+_groups_of_last: tuple[bytes, bytes, int, tuple[tuple[int, ...], ...]] = (b"", b"", 0, ())
+
+
+def _groups_of(table: SessionTable) -> tuple[tuple[int, ...], ...]:
+    """The groups of each row, in membership order.
+
+    The simulator's memberships never change during a run, so the last result is
+    kept, keyed by a copy of the membership bytes (never by the caller's arrays,
+    which it refills in place).
+    """
+    global _groups_of_last
+    rows = table.member_row.tobytes()
+    groups = table.member_group.tobytes()
+    n = len(table.max_kw)
+    last_rows, last_groups, last_n, last = _groups_of_last
+    if n == last_n and rows == last_rows and groups == last_groups:
+        return last
+    lists: list[list[int]] = [[] for _ in range(n)]
     for i, g in zip(table.member_row.tolist(), table.member_group.tolist(), strict=True):
-        groups_of[i].append(g)
-    return groups_of
+        lists[i].append(g)
+    result = tuple(map(tuple, lists))
+    _groups_of_last = (rows, groups, n, result)
+    return result
 
 
 def _greedy_loop(
-    site: SiteSnapshot, table: SessionTable, active: BoolArray, order: npt.NDArray[np.intp], grid_kw: float
+    site: SiteSnapshot, table: SessionTable, wanted: FloatArray, order: npt.NDArray[np.intp], grid_kw: float
 ) -> list[float]:
-    max_kw = table.max_kw.tolist()
+    max_kw = wanted.tolist()
     efficiency = table.efficiency.tolist()
-    served = active.tolist()
     groups_of = _groups_of(table)
     kw = [0.0] * len(max_kw)
     left = [group.max_kw for group in site.groups]
     grid_left = grid_kw
     for i in order.tolist():
-        if not served[i]:
-            continue
         take = max_kw[i]
+        if take <= 0.0:
+            continue
         groups = groups_of[i]
         for g in groups:
             if left[g] < take:
@@ -196,16 +220,16 @@ def _greedy_loop(
     return kw
 
 
-def _water_loop(site: SiteSnapshot, table: SessionTable, active_mask: BoolArray, grid_kw: float) -> list[float]:
+def _water_loop(site: SiteSnapshot, table: SessionTable, wanted: FloatArray, grid_kw: float) -> list[float]:
     # Group exhaustion levels only change when a member freezes, so they sit in a heap
     # and are updated lazily: a call costs O((rows + memberships) log groups) rather
     # than a pass over every group per event, which matters with hundreds of rows.
-    max_kw = table.max_kw.tolist()
+    max_kw = wanted.tolist()
     efficiency = table.efficiency.tolist()
     groups_of = _groups_of(table)
     n = len(max_kw)
     kw = [0.0] * n
-    active = np.flatnonzero(active_mask).tolist()
+    active = [i for i, m in enumerate(max_kw) if m > 0.0]
     if not active:
         return kw
     left = [group.max_kw if group.max_kw > 0.0 else 0.0 for group in site.groups]

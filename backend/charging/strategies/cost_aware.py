@@ -41,9 +41,10 @@ from collections.abc import Sequence
 from operator import itemgetter
 
 import numpy as np
+import numpy.typing as npt
 
 from backend.charging.allocation import SiteSnapshot
-from backend.charging.strategies._limits import BoolArray, active_rows, greedy_fill, grid_limit
+from backend.charging.strategies._limits import greedy_fill, grid_limit, wanted_kw
 from backend.charging.strategies.least_laxity_first import laxity_key
 from backend.charging.table import FloatArray, SessionTable, register_table
 
@@ -71,31 +72,33 @@ def cost_aware(site: SiteSnapshot, table: SessionTable, now: float) -> FloatArra
     """
     grid_kw = grid_limit(site)
     margin_h = site.preemption_margin_h
-    active = active_rows(table)
+    take = wanted_kw(table)
     if site.prices:
-        active &= eligible_rows(table, active, site.prices, grid_kw, now)
-    return greedy_fill(site, table, lambda: laxity_key(table, now, margin_h), active, grid_kw)
+        take[~eligible_rows(table, take, site.prices, grid_kw, now)] = 0.0
+    return greedy_fill(site, table, lambda: laxity_key(table, now, margin_h), take, grid_kw)
 
 
 def eligible_rows(
     table: SessionTable,
-    active: BoolArray,
+    wanted: FloatArray,
     prices: Sequence[tuple[float, float]],
     grid_kw: float,
     now: float,
-) -> BoolArray:
+) -> npt.NDArray[np.bool_]:
     """Rows that may charge now under the rule in the module docstring.
 
     Args:
         table: the rows.
-        active: rows that need energy and can take power; only these can be eligible.
+        wanted: output kW per row from :func:`~backend.charging.strategies._limits.wanted_kw`;
+            only rows with ``wanted > 0`` (the active ones) can be eligible.
         prices: the tariff change points, as in ``SiteSnapshot.prices`` (not empty).
         grid_kw: grid-side kW available (``math.inf`` for no limit).
         now: current time (UTC POSIX seconds).
     """
+    active = wanted > 0.0
     if not active.any():
         return active
-    max_kw = np.where(active, table.max_kw, 0.0)
+    max_kw = wanted
     rate = max_kw
     if grid_kw != math.inf:
         total_max = float(np.add.accumulate(max_kw)[-1])  # summed in row order

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from backend.charging.allocation import SiteSnapshot
-from backend.charging.strategies._limits import active_rows, greedy_fill, grid_limit
+from backend.charging.strategies._limits import greedy_fill, grid_limit, wanted_kw
 from backend.charging.table import FloatArray, SessionTable, register_table
 
 
@@ -21,8 +21,7 @@ def departure_key(table: SessionTable) -> FloatArray:
     Ties (equal or unknown departures) are broken by ``table.rank``, which makes the
     result independent of the row order, so a simulation replays identically.
     """
-    departure = table.departure_s
-    return np.where(np.isnan(departure), np.inf, departure)
+    return np.fmin(table.departure_s, np.inf)  # fmin turns NaN into +inf
 
 
 @register_table("earliest_departure_first")
@@ -38,4 +37,4 @@ def earliest_departure_first(site: SiteSnapshot, table: SessionTable, now: float
         Output kW per row; each session takes the most its own maximum, its
         groups' remaining capacity and the remaining grid power allow.
     """
-    return greedy_fill(site, table, lambda: departure_key(table), active_rows(table), grid_limit(site))
+    return greedy_fill(site, table, lambda: departure_key(table), wanted_kw(table), grid_limit(site))

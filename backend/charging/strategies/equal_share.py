@@ -11,7 +11,7 @@ from one that has the same or less.
 from __future__ import annotations
 
 from backend.charging.allocation import SiteSnapshot
-from backend.charging.strategies._limits import active_rows, grid_limit, water_fill
+from backend.charging.strategies._limits import grid_limit, wanted_kw, water_fill
 from backend.charging.table import FloatArray, SessionTable, register_table
 
 
@@ -28,4 +28,4 @@ def equal_share(site: SiteSnapshot, table: SessionTable, now: float) -> FloatArr
     Returns:
         Output kW per row; rows that need no energy get 0.
     """
-    return water_fill(site, table, active_rows(table), grid_limit(site))
+    return water_fill(site, table, wanted_kw(table), grid_limit(site))

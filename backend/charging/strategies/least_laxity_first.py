@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from backend.charging.allocation import SiteSnapshot
-from backend.charging.strategies._limits import active_rows, greedy_fill, grid_limit
+from backend.charging.strategies._limits import greedy_fill, grid_limit, wanted_kw
 from backend.charging.table import FloatArray, SessionTable, register_table
 
 
@@ -22,11 +22,10 @@ def laxity_key(table: SessionTable, now: float, margin_h: float = 0.0) -> FloatA
     Rows already charging (``current_kw > 0``) count ``margin_h`` hours less laxity,
     so a waiting session preempts one only when clearly more urgent.
     """
-    departure = table.departure_s
-    laxity = (departure - now) / 3600.0 - table.hours_to_target
-    laxity = np.where(np.isnan(departure), np.inf, laxity)
+    # An unknown (NaN) departure gives NaN laxity, which fmin turns into +inf.
+    laxity = np.fmin((table.departure_s - now) / 3600.0 - table.hours_to_target, np.inf)
     if margin_h:
-        laxity -= np.where(table.current_kw > 0.0, margin_h, 0.0)
+        laxity -= (table.current_kw > 0.0) * margin_h
     return laxity
 
 
@@ -43,4 +42,4 @@ def least_laxity_first(site: SiteSnapshot, table: SessionTable, now: float) -> F
         Output kW per row.
     """
     margin_h = site.preemption_margin_h
-    return greedy_fill(site, table, lambda: laxity_key(table, now, margin_h), active_rows(table), grid_limit(site))
+    return greedy_fill(site, table, lambda: laxity_key(table, now, margin_h), wanted_kw(table), grid_limit(site))

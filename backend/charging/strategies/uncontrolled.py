@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from backend.charging.allocation import SiteSnapshot
-from backend.charging.strategies._limits import active_rows, water_fill
+from backend.charging.strategies._limits import wanted_kw, water_fill
 from backend.charging.table import FloatArray, SessionTable, register_table
 
 
@@ -28,4 +28,4 @@ def uncontrolled(site: SiteSnapshot, table: SessionTable, now: float) -> FloatAr
     Returns:
         Output kW per row; rows that need no energy get 0.
     """
-    return water_fill(site, table, active_rows(table), math.inf)
+    return water_fill(site, table, wanted_kw(table), math.inf)
