@@ -27,6 +27,7 @@ import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 import numpy.typing as npt
@@ -36,10 +37,6 @@ from backend.charging.allocation import Allocation, CapacityGroup, SessionNeed, 
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
-
-# Columns of the float block that from_needs fills in one conversion.
-_FLOAT_COLUMNS = 6
-
 
 @dataclass(slots=True)
 class SessionTable:
@@ -75,26 +72,23 @@ class SessionTable:
     def from_needs(cls, needs: Sequence[SessionNeed]) -> SessionTable:
         """The table of ``needs``, row i being ``needs[i]``; rank orders the session ids."""
         nan = math.nan
-        block = np.array(
+        columns = np.array(
             [
-                (
-                    need.max_kw,
-                    need.efficiency,
-                    need.energy_kwh,
-                    nan if need.departure_s is None else need.departure_s,
-                    need.hours_to_target,
-                    need.current_kw,
-                )
-                for need in needs
+                [need.max_kw for need in needs],
+                [need.efficiency for need in needs],
+                [need.energy_kwh for need in needs],
+                [nan if need.departure_s is None else need.departure_s for need in needs],
+                [need.hours_to_target for need in needs],
+                [need.current_kw for need in needs],
             ],
             dtype=np.float64,
-        ).reshape(-1, _FLOAT_COLUMNS)
-        columns = block.T.copy()  # one contiguous row per attribute
+        )  # one contiguous row per attribute
         ids = [need.session_id for need in needs]
         rank = np.empty(len(ids), dtype=np.int64)
         rank[sorted(range(len(ids)), key=ids.__getitem__)] = np.arange(len(ids), dtype=np.int64)
-        member_row = [i for i, need in enumerate(needs) for _ in need.groups]
-        member_group = [g for need in needs for g in need.groups]
+        groups = [need.groups for need in needs]
+        member_group = np.array(list(chain.from_iterable(groups)), dtype=np.int64)
+        member_row = np.repeat(np.arange(len(groups), dtype=np.int64), [len(of) for of in groups])
         return cls(
             max_kw=columns[0],
             efficiency=columns[1],
@@ -103,8 +97,8 @@ class SessionTable:
             hours_to_target=columns[4],
             current_kw=columns[5],
             rank=rank,
-            member_row=np.array(member_row, dtype=np.int64),
-            member_group=np.array(member_group, dtype=np.int64),
+            member_row=member_row,
+            member_group=member_group,
         )
 
     def __len__(self) -> int:

@@ -122,13 +122,17 @@ def eligible_rows(
     starts = [now]
     cheaper = [False]
     cheaper_before = [0.0]
+    before, last_start, last_cheaper = 0.0, now, False
     for j in range(k + 1, len(prices)):
-        start = prices[j][0]
+        start, price = prices[j]
         if start >= last_end:
             break
-        cheaper_before.append(cheaper_before[-1] + (start - starts[-1] if cheaper[-1] else 0.0))
+        if last_cheaper:
+            before += start - last_start
+        last_start, last_cheaper = start, price < price_now
+        cheaper_before.append(before)
         starts.append(start)
-        cheaper.append(prices[j][1] < price_now)
+        cheaper.append(last_cheaper)
     starts_at = np.array(starts)
     period = np.searchsorted(starts_at, end, side="right") - 1
     cheaper_s = np.array(cheaper_before)[period] + np.where(np.array(cheaper)[period], end - starts_at[period], 0.0)
