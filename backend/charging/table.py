@@ -43,7 +43,7 @@ class SessionTable:
     """Column form of the sessions for one allocation; row i is one session (or one idle connector slot).
 
     Attributes:
-        max_kw: float64, >= 0: the most output kW the row can take now
+        max_kw: float64, finite and >= 0: the most output kW the row can take now
             (see :class:`~backend.charging.allocation.SessionNeed`).
         efficiency: float64 in (0, 1]; idle rows hold 1.0.
         energy_kwh: float64; rows with ``energy_kwh <= 0`` or ``max_kw <= 0`` are idle
