@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import pandas as pd
 import pytest
@@ -425,3 +426,34 @@ def test_every_power_series_covers_the_whole_run() -> None:
         assert rows["end"].max() == end, name
         assert (rows["start"].iloc[1:].to_numpy() == rows["end"].iloc[:-1].to_numpy()).all(), name
         assert (rows["end"] > rows["start"]).all(), name
+
+
+def test_a_strategy_registered_in_list_form_drives_the_engine() -> None:
+    """A user's own strategy (SessionNeed in, Allocation out) runs where no table kernel exists."""
+    from backend.charging.allocation import Allocation, SessionNeed, SiteSnapshot, register
+    from backend.charging.table import get_table_strategy, register_table
+
+    seen: list[tuple[SessionNeed, ...]] = []
+
+    def half_power(site: SiteSnapshot, needs: Sequence[SessionNeed], now: float) -> Allocation:
+        seen.append(tuple(needs))
+        return Allocation(kw=tuple(need.max_kw / 2 for need in needs))
+
+    builtin = get_table_strategy("equal_share")
+    assert builtin is not None
+    register("equal_share")(half_power)  # a user replacing a built-in with the list form
+    try:
+        assert get_table_strategy("equal_share") is None
+        result = run_scenario(busy_depot("equal_share", grid_kw=None))
+    finally:
+        register_table("equal_share")(builtin)
+    assert get_table_strategy("equal_share") is builtin
+    assert seen
+    assert all(need.energy_kwh > 0 and need.max_kw > 0 for needs in seen for need in needs)
+    # session ids are unique within a call, and calls see several sessions at once
+    assert all(len({need.session_id for need in needs}) == len(needs) for needs in seen)
+    assert max(len(needs) for needs in seen) >= 2
+    # no charger ever draws more than half of what a 100 kW connector at 90 % efficiency could
+    chargers = result.power[result.power["series"].str.startswith("charger:")]
+    assert chargers["value"].max() <= 50.0 / 0.9 + 1e-6
+    assert result.sessions["kwh"].sum() > 100
