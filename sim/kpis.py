@@ -94,9 +94,16 @@ def _at(seg: _Seg, t: np.ndarray, fill: float = np.nan) -> np.ndarray:
     s, e, v = seg
     if len(s) == 0:
         return np.full(len(t), fill)
-    idx = np.searchsorted(s, t, side="right") - 1
-    i = np.clip(idx, 0, None)
-    return np.where((idx >= 0) & (t < e[i]), v[i], fill)
+    # in place where possible: a year of grid segments makes every temporary several MB
+    i = np.searchsorted(s, t, side="right")
+    i -= 1
+    inside = i >= 0
+    np.clip(i, 0, None, out=i)
+    inside &= t < e[i]
+    out = v[i]
+    del i
+    out[~inside] = fill
+    return out
 
 
 def _overlay(a: _Seg, b: _Seg) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -105,8 +112,14 @@ def _overlay(a: _Seg, b: _Seg) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     Grid and price (or limit) change at unrelated instants; on the union of their
     boundaries both are constant, so products integrate exactly.
     """
-    edges = np.sort(np.concatenate([a[0], a[1], b[0], b[1]]))
-    edges = edges[np.flatnonzero(np.diff(edges, prepend=edges[:1] - 1))]  # np.unique is slower
+    edges = np.concatenate([a[0], a[1], b[0], b[1]])
+    edges.sort()
+    if len(edges):  # drop repeats (np.unique is slower)
+        keep = np.empty(len(edges), dtype=bool)
+        keep[0] = True
+        np.not_equal(edges[1:], edges[:-1], out=keep[1:])
+        edges = edges[keep]
+        del keep
     if len(edges) < 2:
         return np.empty(0), np.empty(0), np.empty(0)
     left = edges[:-1]
@@ -240,14 +253,35 @@ def _departure_kpis(dep: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def _power_kpis(series: dict[str, _Seg], info: RunInfo) -> dict[str, Any]:
+def _energy_cost(grid: _Seg, price: _Seg) -> float:
+    hours, g, p = _overlay(grid, price)
+    g *= p
+    del p
+    g *= hours
+    return float(np.nansum(g))
+
+
+def _overload(grid: _Seg, limit: _Seg) -> dict[str, float]:
+    hours, g, lim = _overlay(grid, limit)
+    known = np.isfinite(g)
+    known &= np.isfinite(lim)
+    g -= lim
+    del lim
+    over = np.where(known, g, 0.0)
+    del g
+    above = over > _EPS_KW
+    return {
+        "peak_over_limit_kw": max(0.0, float(over.max())) if known.any() else 0.0,
+        "overload_kwh": float(np.sum(np.maximum(over, 0.0, out=over) * hours)),
+        "overload_minutes": float(np.sum(hours[above]) * 60.0),
+    }
+
+
+def _power_kpis(series: Mapping[str, _Seg], info: RunInfo) -> dict[str, Any]:
     grid = series.get("grid", _EMPTY)
     delivered = _integral(series.get("delivered", _EMPTY))
-    hours, g, price = _overlay(grid, series.get("price", _EMPTY))
-    energy_cost = float(np.nansum(g * price * hours))
-    hours, g, limit = _overlay(grid, series.get("limit", _EMPTY))
-    known = np.isfinite(g) & np.isfinite(limit)
-    over = np.where(known, g - limit, 0.0)
+    energy_cost = _energy_cost(grid, series.get("price", _EMPTY))
+    overload = _overload(grid, series.get("limit", _EMPTY))
     peaks = _monthly_peaks(grid, info, None)
     shares = billing_month_shares(info)
     full_months = float(peaks.sum()) * float(info.demand_charge_per_kw)
@@ -267,9 +301,7 @@ def _power_kpis(series: dict[str, _Seg], info: RunInfo) -> dict[str, Any]:
         "peak_demand_kw": float(peaks.max()) if len(peaks) else 0.0,
         "peak_kw": float(grid_values.max()) if len(grid_values) else 0.0,
         "grid_limit_kw": info.grid_kw,
-        "peak_over_limit_kw": max(0.0, float(over.max())) if known.any() else 0.0,
-        "overload_kwh": float(np.sum(np.maximum(over, 0.0) * hours)),
-        "overload_minutes": float(np.sum(hours[over > _EPS_KW]) * 60.0),
+        **overload,
         "pv_used_kwh": _integral(series.get("pv", _EMPTY)),
         "pv_curtailed_kwh": _integral(series.get("pv_curtailed", _EMPTY)),
         "battery_discharged_kwh": _integral(series.get("battery", _EMPTY), positive=True),
@@ -318,18 +350,24 @@ def _plain(value: Any) -> Any:
     return value if math.isfinite(value) else None
 
 
-def compute_kpis(tables: Mapping[str, pd.DataFrame], info: RunInfo) -> dict[str, Any]:
+def compute_kpis(
+    tables: Mapping[str, pd.DataFrame], info: RunInfo, *, segments: Mapping[str, _Seg] | None = None
+) -> dict[str, Any]:
     """All run KPIs as a flat JSON-serialisable dict (written as ``summary.json``).
 
     Args:
         tables: result tables by name (``sessions``, ``power``, ``departures``,
             ``events``; ``vehicles`` is not needed). Missing tables count as empty.
         info: run facts (period, time zone, tariff demand terms, charger ratings).
+        segments: the ``power`` table already split per series, as sorted
+            (start ns, end ns, value) arrays; used instead of ``tables["power"]``. The
+            runner passes the recorder's (:meth:`sim.recorder.Recorder.segments`), so
+            the KPIs of a year never need the power table, only the few site series.
 
     Returns:
         Plain Python scalars; ``None`` where a KPI is undefined (e.g. no departures).
     """
-    series = _series_map(tables.get("power"))
+    series = _series_map(tables.get("power")) if segments is None else segments
     out: dict[str, Any] = {
         "scenario": info.scenario,
         "strategy": info.strategy,

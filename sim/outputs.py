@@ -18,7 +18,6 @@ from typing import Any
 import pandas as pd
 
 from backend.errors import DepotsimError
-from sim.plots import write_plots
 from sim.result import TABLES, Result, RunInfo
 
 
@@ -34,9 +33,9 @@ def write_result(result: Result, out_dir: str | Path, plots: bool = True) -> lis
     except OSError as exc:
         raise OutputError(f"cannot create output directory {out}: {exc.strerror}") from None
     written: list[Path] = []
-    for name, frame in result.tables().items():
+    for name in TABLES:  # one table at a time: each is built (if not yet) just before it is written
         path = out / f"{name}.parquet"
-        _guard(path, lambda f=frame, p=path: f.to_parquet(p, index=False))
+        _guard(path, lambda n=name, p=path: result.table(n).to_parquet(p, index=False))
         written.append(path)
     for name, text in (
         ("run.json", result.info.to_json()),
@@ -46,6 +45,8 @@ def write_result(result: Result, out_dir: str | Path, plots: bool = True) -> lis
         _guard(path, lambda p=path, t=text: p.write_text(t + "\n", encoding="utf-8"))
         written.append(path)
     if plots:
+        from sim.plots import write_plots  # matplotlib is loaded only when plots are drawn
+
         try:
             written.extend(write_plots(result.tables(), result.info, out))
         except OSError as exc:

@@ -1,19 +1,175 @@
-"""Columnar buffers the engine appends to, turned into DataFrames at the end.
+"""Compact buffers the engine appends to, turned into DataFrames at the end.
 
 Power is recorded as a level monitor: a series gets a new segment only when its value
-changes, so a constant load costs one row however long it lasts. Times are kept as
-float seconds after the start while running and become UTC timestamps in
-:meth:`Recorder.frames`.
+changes, so a constant load costs one row however long it lasts. A series' segments are
+contiguous (each ends where the next starts), so only starts and values are stored, per
+series, in time order. Times are kept as float seconds after the start while running and
+become UTC timestamps when a table is built.
+
+A year of a large depot records millions of rows, so nothing is kept as Python objects:
+rows are typed arrays, and strings are stored once and referenced by integer codes.
+:meth:`Recorder.frame` builds one table at a time and releases its buffers, and
+:meth:`Recorder.segments` hands the power series to the KPIs without building the
+power table at all.
 """
 
 from __future__ import annotations
 
 import math
 from array import array
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 
 import numpy as np
 import pandas as pd
+
+from sim.result import TABLES
+
+_NAT = np.iinfo(np.int64).min
+_INT16_MAX = 32767
+_DTYPES = {"d": np.float64, "q": np.int64, "b": np.int8, "h": np.int16, "i": np.int32}
+_BATCH = 4096  # rows converted to columns at a time: small enough to stay cheap, large enough for C loops
+_Seg = tuple[np.ndarray, np.ndarray, np.ndarray]  # (start ns, end ns, value), sorted
+
+
+_EVENT_CODES = ("e_kind", "e_vehicle", "e_charger", "e_connector", "e_detail")
+
+
+class _Strings:
+    """Strings stored once, referenced by integer codes in order of first use (-1 = none).
+
+    Code columns start as int16 (a run names a few hundred ids); ``widen`` is called
+    once, before the first code that int16 cannot hold is handed out.
+    """
+
+    def __init__(self, widen: Callable[[], None] | None = None) -> None:
+        self.codes: dict[str, int] = {}
+        self.names: list[str] = []
+        self._widen = widen
+
+    def code(self, name: str | None) -> int:
+        if name is None:
+            return -1
+        code = self.codes.get(name)
+        if code is None:
+            code = len(self.names)
+            if code == _INT16_MAX + 1 and self._widen is not None:
+                self._widen()
+            self.codes[name] = code
+            self.names.append(name)
+        return code
+
+    def decode(self, codes: np.ndarray, plain: bool = False) -> pd.Series:
+        """Codes -> a ``string`` column (``<NA>`` for -1), as ``astype("string")`` gives.
+
+        ``plain`` gives Python ``str`` objects (``None`` for -1) instead, without arrow.
+        """
+        names = np.empty(len(self.names) + 1, dtype=object)
+        names[: len(self.names)] = [n if isinstance(n, str) else str(n) for n in self.names]
+        # the extra last slot stays None: code -1 picks it
+        if plain:
+            return pd.Series(names[codes], dtype=object, copy=False)
+        return pd.Series(pd.array(names[codes], dtype="string"), copy=False)
+
+    def categorical(self, codes: np.ndarray, plain: bool = False) -> pd.Series:
+        """Codes -> a categorical column of the names used, in order of first use.
+
+        ``plain`` keeps the categories as Python ``str`` objects instead of arrow strings.
+        """
+        used = np.unique(codes[codes >= 0])
+        remap = np.full(len(self.names) + 1, -1, dtype=np.int32)
+        remap[used] = np.arange(len(used), dtype=np.int32)
+        categories = pd.Index([self.names[i] for i in used], dtype=object if plain else "string")
+        return pd.Series(pd.Categorical.from_codes(remap[codes], categories=categories))
+
+
+class Rows:
+    """Rows appended as tuples, kept as one typed array per column.
+
+    The engine appends whole rows (``rows.append((...))``); they are converted to
+    columns in batches, so a year of rows costs a few bytes per value instead of a
+    Python object each.
+
+    Args:
+        columns: column names, in row order.
+        kinds: one letter per column: ``d`` float (``None`` -> NaN), ``q`` int64,
+            ``?`` bool (truthiness), ``s`` string (``None`` -> missing), ``t`` time in
+            seconds after the start (float, ``None`` -> NaT).
+        strings: the string table shared by the row buffers of one run.
+    """
+
+    def __init__(self, columns: Sequence[str], kinds: str, strings: _Strings) -> None:
+        if len(columns) != len(kinds):
+            raise ValueError("one kind letter per column")
+        self.columns = tuple(columns)
+        self.kinds = kinds
+        self._strings = strings
+        typecodes = {"d": "d", "t": "d", "q": "q", "?": "b", "s": "h"}
+        self._cols: list[array] = [array(typecodes[k]) for k in kinds]
+        self._pending: list[tuple] = []
+        self._done = 0
+
+    def append(self, row: tuple) -> None:
+        pending = self._pending
+        pending.append(row)
+        if len(pending) >= _BATCH:
+            self._flush()
+
+    def __len__(self) -> int:
+        return self._done + len(self._pending)
+
+    def _flush(self) -> None:
+        rows = self._pending
+        if not rows:
+            return
+        width = len(self.kinds)
+        if any(len(row) != width for row in rows):
+            raise ValueError(f"rows of {', '.join(self.columns)} must have {width} values")
+        code = self._strings.code
+        for i, (col, kind, values) in enumerate(zip(self._cols, self.kinds, zip(*rows, strict=True), strict=True)):
+            if kind == "s":
+                codes = [code(v) for v in values]
+                if col.typecode == "h" and len(self._strings.names) > _INT16_MAX + 1:
+                    col = self._cols[i] = array("i", col)
+                col.extend(codes)
+            elif kind == "?":
+                col.extend([1 if v else 0 for v in values])
+            elif kind == "q":
+                col.extend([int(v) for v in values])
+            else:
+                try:
+                    col.extend(values)
+                except TypeError:  # None (missing) or a non-float number
+                    col.extend([math.nan if v is None else float(v) for v in values])
+        self._done += len(rows)
+        self._pending = []
+
+    def column(self, index: int) -> np.ndarray:
+        """One column as numpy (a view of the buffer, not a copy)."""
+        self._flush()
+        return _view(self._cols[index])
+
+    def release(self) -> None:
+        self._cols = [array(c.typecode) for c in self._cols]
+        self._pending = []
+        self._done = 0
+
+
+class _Series:
+    """Closed segments of one power series: starts and values in time order.
+
+    Segment ``i`` ends where segment ``i + 1`` starts; ``breaks`` holds the rare
+    exceptions (a series closed and opened again) as ``{index: end}``.
+    """
+
+    __slots__ = ("breaks", "code", "last_end", "start", "value")
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+        self.start = array("d")
+        self.value = array("d")
+        self.breaks: dict[int, float] = {}
+        self.last_end: float | None = None  # set when the series is closed
 
 
 class Recorder:
@@ -21,71 +177,118 @@ class Recorder:
 
     def __init__(self, epoch: datetime) -> None:
         self.epoch = pd.Timestamp(epoch).tz_convert("UTC")
-        # power: open value and open-since per series, closed segments in columns
-        self._open: dict[str, tuple[float, float]] = {}
-        # compact float arrays: a year of a large depot has millions of segments
-        self.p_start = array("d")
-        self.p_end = array("d")
-        self.p_series = array("i")  # codes into self._names
-        self.p_value = array("d")
-        # strings are stored once and referenced by integer codes (-1 = none): a year of a
-        # large depot records millions of status changes naming a few hundred ids
-        self._codes: dict[str, int] = {}
-        self._names: list[str] = []
-        self.sessions: list[tuple] = []
-        self.vehicles: list[tuple] = []
-        self.departures: list[tuple] = []
+        self._epoch_us = float(self.epoch.value // 1_000)
+        # power: series -> (open value, open since, closed segments or None until the first)
+        self._open: dict[str, tuple[float, float, _Series | None]] = {}
+        self._series: dict[int, _Series] = {}  # by code: codes order the series as before
+        # strings of events and power series are stored once and referenced by integer
+        # codes (-1 = none): a year of a large depot records millions of status changes
+        # naming a few hundred ids
+        self._strings = _Strings(widen=self._widen_events)
+        self._code = self._strings.code
         self.e_time = array("d")
         self.e_value = array("d")
-        self.e_kind = array("i")
-        self.e_vehicle = array("i")
-        self.e_charger = array("i")
-        self.e_connector = array("i")
-        self.e_detail = array("i")
-
-    def _code(self, name: str | None) -> int:
-        if name is None:
-            return -1
-        code = self._codes.get(name)
-        if code is None:
-            code = self._codes[name] = len(self._names)
-            self._names.append(name)
-        return code
-
-    def _categorical(self, codes: array) -> pd.Series:
-        values = np.frombuffer(codes, dtype=np.int32) if len(codes) else np.empty(0, dtype=np.int32)
-        used = np.unique(values[values >= 0])
-        remap = np.full(len(self._names) + 1, -1, dtype=np.int32)
-        remap[used] = np.arange(len(used), dtype=np.int32)
-        categories = pd.Index([self._names[i] for i in used], dtype="string")
-        return pd.Series(pd.Categorical.from_codes(remap[values], categories=categories))
+        self.e_kind = array("h")
+        self.e_vehicle = array("h")
+        self.e_charger = array("h")
+        self.e_connector = array("h")
+        self.e_detail = array("h")
+        rows = _Strings()  # codes of row tables never reach a categorical: their own table
+        self.sessions = Rows(
+            (
+                "session_id", "vehicle_id", "vehicle_type", "charger_id", "connector_id", "queued_at",
+                "plug_in", "plug_out", "kwh", "grid_kwh", "soc_in", "soc_out", "target_soc",
+                "target_met", "ended_by", "next_departure",
+            ),
+            "qsssstttddddd?st",
+            rows,
+        )  # fmt: skip
+        self.vehicles = Rows(("time", "vehicle_id", "soc", "state", "event"), "tsdss", rows)
+        self.departures = Rows(
+            (
+                "vehicle_id", "block", "scheduled", "actual", "delay_min", "soc", "target_soc",
+                "ready", "status", "kwh_needed", "shortfall_kwh",
+            ),
+            "sqttddd?sdd",
+            rows,
+        )  # fmt: skip
 
     # --- power -----------------------------------------------------------------------
     def level(self, series: str, t: float, value: float) -> None:
         """Series ``series`` has ``value`` from ``t`` on (merged when unchanged)."""
         current = self._open.get(series)
-        if current is not None:
-            old, since = current
-            if old == value or (math.isnan(old) and math.isnan(value)) or abs(old - value) <= 1e-9 * max(1.0, abs(old)):
-                return
-            if t - since >= 1e-6:  # shorter than the µs timestamps resolve: not worth a row
-                self.p_start.append(since)
-                self.p_end.append(t)
-                self.p_series.append(self._code(series))
-                self.p_value.append(old)
-            else:
-                t = since  # the new value takes over the sliver, so segments stay contiguous
-        self._open[series] = (value, t)
+        if current is None:
+            self._open[series] = (value, t, None)
+            return
+        old, since, seg = current
+        if old == value or (math.isnan(old) and math.isnan(value)) or abs(old - value) <= 1e-9 * max(1.0, abs(old)):
+            return
+        if t - since >= 1e-6:  # shorter than the µs timestamps resolve: not worth a row
+            if seg is None:
+                seg = self._segments_of(series)
+            seg.start.append(since)
+            seg.value.append(old)
+        else:
+            t = since  # the new value takes over the sliver, so segments stay contiguous
+        self._open[series] = (value, t, seg)
+
+    def _segments_of(self, series: str) -> _Series:
+        """The closed segments of a series, created at its first closed segment."""
+        code = self._code(series)
+        seg = self._series.get(code)
+        if seg is None:
+            seg = self._series[code] = _Series(code)
+        elif seg.last_end is not None:  # opened again after close_levels: a gap
+            seg.breaks[len(seg.start) - 1] = seg.last_end
+            seg.last_end = None
+        return seg
 
     def close_levels(self, t: float) -> None:
         """Close every open series at the end of the run."""
-        for series, (value, since) in self._open.items():
+        for series, (value, since, seg) in self._open.items():
             if t - since >= 1e-6:
-                self.p_start.append(since)
-                self.p_end.append(t)
-                self.p_series.append(self._code(series))
-                self.p_value.append(value)
+                if seg is None:
+                    seg = self._segments_of(series)
+                seg.start.append(since)
+                seg.value.append(value)
+                seg.last_end = t
+            elif seg is not None:
+                seg.last_end = since  # the sliver is dropped: the last segment ends here
         self._open.clear()
+
+    def _ends(self, seg: _Series) -> np.ndarray:
+        """Segment ends in seconds: the next start, the close time last, gaps from breaks."""
+        starts = np.frombuffer(seg.start, dtype=np.float64)
+        ends = np.empty_like(starts)
+        ends[:-1] = starts[1:]
+        last = seg.last_end
+        if last is None:  # still open (close_levels not called): ends where the open value starts
+            last = self._open[self._strings.names[seg.code]][1]
+        ends[-1] = last
+        for index, end in seg.breaks.items():
+            ends[index] = end
+        return ends
+
+    def segments(self) -> Mapping[str, _Seg]:
+        """The power series by name as (start ns, end ns, value) arrays, computed on access.
+
+        The same instants as the ``power`` table's, without building it: the KPIs read the
+        few site series they need from here.
+        """
+        return _SegmentMap(self)
+
+    def _segment_arrays(self, name: str) -> _Seg:
+        code = self._strings.codes.get(name)
+        seg = self._series.get(code) if code is not None else None
+        if seg is None or not len(seg.start):
+            raise KeyError(name)
+        start = _ns(self._us(np.frombuffer(seg.start, dtype=np.float64)))
+        end = _ns(self._us(self._ends(seg)))
+        value = np.array(seg.value, dtype=np.float64)
+        order = _time_order(start)
+        if order is not None:
+            start, end, value = start[order], end[order], value[order]
+        return start, end, value
 
     # --- rows ------------------------------------------------------------------------
     def event(
@@ -99,90 +302,203 @@ class Recorder:
         detail: str = "",
     ) -> None:
         code = self._code
+        # codes first: a new one may widen the code arrays (see _Strings)
+        codes = code(kind), code(vehicle), code(charger), code(connector), code(detail)
         self.e_time.append(t)
-        self.e_kind.append(code(kind))
-        self.e_vehicle.append(code(vehicle))
-        self.e_charger.append(code(charger))
-        self.e_connector.append(code(connector))
+        self.e_kind.append(codes[0])
+        self.e_vehicle.append(codes[1])
+        self.e_charger.append(codes[2])
+        self.e_connector.append(codes[3])
         self.e_value.append(value)
-        self.e_detail.append(code(detail))
+        self.e_detail.append(codes[4])
+
+    def _widen_events(self) -> None:
+        for attr in _EVENT_CODES:
+            setattr(self, attr, array("i", getattr(self, attr)))
 
     def vehicle(self, t: float, vehicle_id: str, soc: float, state: str, event: str) -> None:
         self.vehicles.append((t, vehicle_id, soc, state, event))
 
     # --- frames ----------------------------------------------------------------------
-    def _ts(self, seconds: list[float] | np.ndarray) -> pd.Series:
-        """Seconds after the start -> UTC timestamps (µs); NaN -> NaT. One array, no detours."""
-        values = np.asarray(seconds, dtype="float64")
-        us = np.round(values * 1e6) + float(self.epoch.value // 1_000)
+    def _us(self, seconds: np.ndarray) -> np.ndarray:
+        """Seconds after the start -> int64 µs since 1970 (NaN -> NaT's int64)."""
+        us = np.multiply(seconds, 1e6, dtype=np.float64)
+        np.round(us, out=us)
+        us += self._epoch_us
         nat = np.isnan(us)
-        ints = np.where(nat, 0.0, us).astype("int64")
-        stamps = ints.view("datetime64[us]")
-        if nat.any():
-            stamps = stamps.copy()
-            stamps[nat] = np.datetime64("NaT")
-        return pd.Series(pd.DatetimeIndex(stamps).tz_localize("UTC"))
+        has_nat = bool(nat.any())
+        if has_nat:
+            us[nat] = 0.0
+        ints = us.astype(np.int64)
+        del us
+        if has_nat:
+            ints[nat] = _NAT
+        return ints
+
+    def _ts(self, seconds: np.ndarray) -> pd.Series:
+        """Seconds after the start -> UTC timestamps (µs); NaN -> NaT."""
+        return _utc(self._us(seconds))
+
+    def frame(
+        self, name: str, columns: Sequence[str] | None = None, *, release: bool = True, plain: bool = False
+    ) -> pd.DataFrame:
+        """Build one result table (schemas in docs/outputs.md).
+
+        Args:
+            name: one of ``sessions``, ``power``, ``vehicles``, ``departures``, ``events``.
+            columns: only these columns (for a pass that needs a few); all by default.
+            release: free the table's buffers afterwards (it cannot be built again).
+            plain: text as Python ``str`` objects (categories too) rather than arrow
+                strings, for a pass that only compares them: the first arrow string
+                of a process costs ~13 MB of allocator arenas.
+        """
+        if name == "power":
+            df = self._power(columns, plain)
+            if release:
+                self._series = {}
+        elif name == "events":
+            df = self._events(columns, plain)
+            if release:
+                for attr in ("e_time", "e_value", *_EVENT_CODES):
+                    setattr(self, attr, array(getattr(self, attr).typecode))
+        elif name in ("sessions", "vehicles", "departures"):
+            rows: Rows = getattr(self, name)
+            df = self._rows(rows, columns, plain)
+            if release:
+                rows.release()
+        else:
+            raise KeyError(f"no result table {name!r} (tables: {', '.join(TABLES)})")
+        return df
 
     def frames(self) -> dict[str, pd.DataFrame]:
-        """Build the result tables (schemas in docs/outputs.md)."""
-        # order rows by series, then time, before building columns (no DataFrame sort copy)
-        start = np.frombuffer(self.p_start, dtype="float64") if len(self.p_start) else np.empty(0)
-        codes = np.frombuffer(self.p_series, dtype=np.int32) if len(self.p_series) else np.empty(0, np.int32)
-        order = np.lexsort((start, codes)) if len(codes) else np.empty(0, dtype=np.int64)
-        end = np.frombuffer(self.p_end, dtype="float64") if len(self.p_end) else np.empty(0)
-        value = np.frombuffer(self.p_value, dtype="float64") if len(self.p_value) else np.empty(0)
-        power = pd.DataFrame(
-            {
-                "start": self._ts(start[order]),
-                "end": self._ts(end[order]),
-                "series": self._categorical(array("i", codes[order].tobytes())),
-                "value": pd.Series(value[order], dtype="float64"),
-            }
-        )
-        self.p_start = self.p_end = self.p_value = array("d")
-        self.p_series = array("i")
-        s_cols = [
-            "session_id", "vehicle_id", "vehicle_type", "charger_id", "connector_id", "queued_at",
-            "plug_in", "plug_out", "kwh", "grid_kwh", "soc_in", "soc_out", "target_soc",
-            "target_met", "ended_by", "next_departure",
-        ]  # fmt: skip
-        sessions = pd.DataFrame(self.sessions, columns=s_cols)
-        for col in ("queued_at", "plug_in", "plug_out", "next_departure"):
-            sessions[col] = self._ts(sessions[col].astype("float64").to_numpy())
-        sessions["session_id"] = sessions["session_id"].astype("int64")
-        sessions["target_met"] = sessions["target_met"].astype("bool")
-        for col in ("vehicle_id", "vehicle_type", "charger_id", "connector_id", "ended_by"):
-            sessions[col] = sessions[col].astype("string")
-        vehicles = pd.DataFrame(self.vehicles, columns=["time", "vehicle_id", "soc", "state", "event"])
-        vehicles["time"] = self._ts(vehicles["time"].astype("float64").to_numpy())
-        for col in ("vehicle_id", "state", "event"):
-            vehicles[col] = vehicles[col].astype("string")
-        d_cols = [
-            "vehicle_id", "block", "scheduled", "actual", "delay_min", "soc", "target_soc",
-            "ready", "status", "kwh_needed", "shortfall_kwh",
-        ]  # fmt: skip
-        departures = pd.DataFrame(self.departures, columns=d_cols)
-        for col in ("scheduled", "actual"):
-            departures[col] = self._ts(departures[col].astype("float64").to_numpy())
-        departures["block"] = departures["block"].astype("int64")
-        departures["ready"] = departures["ready"].astype("bool")
-        for col in ("vehicle_id", "status"):
-            departures[col] = departures[col].astype("string")
-        events = pd.DataFrame(
-            {
-                "time": self._ts(np.frombuffer(self.e_time, dtype="float64")),
-                "kind": self._categorical(self.e_kind),
-                "vehicle_id": self._categorical(self.e_vehicle),
-                "charger_id": self._categorical(self.e_charger),
-                "connector_id": self._categorical(self.e_connector),
-                "value": pd.Series(np.frombuffer(self.e_value, dtype="float64"), dtype="float64"),
-                "detail": self._categorical(self.e_detail),
-            }
-        )
-        return {
-            "sessions": sessions,
-            "power": power,
-            "vehicles": vehicles,
-            "departures": departures,
-            "events": events,
+        """Build every result table, releasing the buffers as it goes."""
+        return {name: self.frame(name) for name in TABLES}
+
+    def _rows(self, rows: Rows, columns: Sequence[str] | None, plain: bool) -> pd.DataFrame:
+        wanted = rows.columns if columns is None else tuple(columns)
+        if len(rows) == 0:
+            return _empty_rows(rows.columns, rows.kinds, wanted)
+        data: dict[str, pd.Series] = {}
+        for name in wanted:
+            i = rows.columns.index(name)
+            kind, values = rows.kinds[i], rows.column(i)
+            if kind == "t":
+                data[name] = self._ts(values)
+            elif kind == "s":
+                data[name] = rows._strings.decode(values, plain)
+            elif kind == "?":
+                data[name] = pd.Series(values.astype(bool), copy=False)
+            else:
+                data[name] = pd.Series(values.copy(), copy=False)
+        return pd.DataFrame(data, columns=list(wanted), copy=False)
+
+    def _events(self, columns: Sequence[str] | None, plain: bool) -> pd.DataFrame:
+        cat = self._strings.categorical
+        builders = {
+            "time": lambda: self._ts(_view(self.e_time)),
+            "kind": lambda: cat(_view(self.e_kind), plain),
+            "vehicle_id": lambda: cat(_view(self.e_vehicle), plain),
+            "charger_id": lambda: cat(_view(self.e_charger), plain),
+            "connector_id": lambda: cat(_view(self.e_connector), plain),
+            "value": lambda: pd.Series(_view(self.e_value).copy(), copy=False),
+            "detail": lambda: cat(_view(self.e_detail), plain),
         }
+        wanted = list(builders) if columns is None else list(columns)
+        return pd.DataFrame({name: builders[name]() for name in wanted}, columns=wanted, copy=False)
+
+    def _power(self, columns: Sequence[str] | None, plain: bool) -> pd.DataFrame:
+        """Rows ordered by series (in order of first use), then time."""
+        wanted = ["start", "end", "series", "value"] if columns is None else list(columns)
+        series = [self._series[code] for code in sorted(self._series) if len(self._series[code].start)]
+        n = sum(len(s.start) for s in series)
+        start = np.empty(n, dtype=np.int64)
+        end = np.empty(n, dtype=np.int64)
+        value = np.empty(n, dtype=np.float64)
+        lo = 0
+        for seg in series:
+            hi = lo + len(seg.start)
+            s_us = self._us(np.frombuffer(seg.start, dtype=np.float64))
+            e_us = self._us(self._ends(seg))
+            v = np.frombuffer(seg.value, dtype=np.float64)
+            order = _time_order(s_us)
+            if order is not None:
+                s_us, e_us, v = s_us[order], e_us[order], v[order]
+            start[lo:hi], end[lo:hi], value[lo:hi] = s_us, e_us, v
+            lo = hi
+        data: dict[str, pd.Series] = {}
+        for name in wanted:
+            if name == "start":
+                data[name] = _utc(start)
+                del start
+            elif name == "end":
+                data[name] = _utc(end)
+                del end
+            elif name == "series":
+                codes = np.repeat(
+                    np.array([s.code for s in series], dtype=np.int32),
+                    [len(s.start) for s in series],
+                )
+                data[name] = self._strings.categorical(codes, plain)
+            elif name == "value":
+                data[name] = pd.Series(value, copy=False)
+            else:
+                raise KeyError(name)
+        return pd.DataFrame(data, columns=wanted, copy=False)
+
+
+class _SegmentMap(Mapping[str, _Seg]):
+    """Read-only view of a recorder's power series, built per series on access."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self._recorder = recorder
+
+    def __getitem__(self, name: str) -> _Seg:
+        return self._recorder._segment_arrays(name)
+
+    def __iter__(self) -> Iterator[str]:
+        rec = self._recorder
+        return iter([rec._strings.names[c] for c in sorted(rec._series) if len(rec._series[c].start)])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def _view(buffer: array) -> np.ndarray:
+    """A buffer as numpy without a copy."""
+    dtype = _DTYPES[buffer.typecode]
+    return np.frombuffer(buffer, dtype=dtype) if len(buffer) else np.empty(0, dtype=dtype)
+
+
+def _time_order(start: np.ndarray) -> np.ndarray | None:
+    """A stable sort order if the starts are not already increasing (they are by construction)."""
+    if len(start) < 2 or bool(np.all(start[1:] > start[:-1])):
+        return None
+    return np.argsort(start, kind="stable")
+
+
+def _utc(us: np.ndarray) -> pd.Series:
+    """int64 µs since 1970 (NaT's int64 for missing) -> a UTC timestamp column."""
+    return pd.Series(pd.DatetimeIndex(us.view("datetime64[us]")).tz_localize("UTC"))
+
+
+def _ns(us: np.ndarray) -> np.ndarray:
+    """int64 µs -> int64 ns in place, NaT kept (as ``Series.dt.as_unit("ns")`` does)."""
+    nat = us == _NAT
+    us *= 1000
+    us[nat] = _NAT
+    return us
+
+
+def _empty_rows(columns: tuple[str, ...], kinds: str, wanted: tuple[str, ...]) -> pd.DataFrame:
+    """A table with no rows, typed as the tables built from rows have always been."""
+    df = pd.DataFrame([], columns=list(columns))
+    for name, kind in zip(columns, kinds, strict=True):
+        if kind == "t":
+            df[name] = _utc(np.empty(0, dtype=np.int64))
+        elif kind == "q":
+            df[name] = df[name].astype("int64")
+        elif kind == "?":
+            df[name] = df[name].astype("bool")
+        elif kind == "s":
+            df[name] = df[name].astype("string")
+    return df[list(wanted)]

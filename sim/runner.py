@@ -8,15 +8,18 @@ notebook; :func:`sim.outputs.write_result` puts the same on disk.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+import pandas as pd
 
 from scenarios.config import Scenario, parse_duration
 from scenarios.loader import LoadedScenario, load_scenario
 from sim.engine import Engine
 from sim.kpis import compute_kpis
 from sim.operator import OperatorPolicy
+from sim.recorder import Recorder
 from sim.result import Result, RunInfo, RunStats
 
 
@@ -56,12 +59,37 @@ def run_scenario(
     wall = time.perf_counter() - started
     info = run_info(loaded, engine)
     stats = RunStats(wall, engine.sim_events, engine.allocations)
-    tables = engine.recorder.frames()
-    del engine  # drop the raw buffers before the KPI pass: a year is millions of rows
-    result = Result(info=info, **tables)
-    result.summary = compute_kpis(result.tables(), info)
-    result.stats = stats
-    return result
+    recorder = engine.recorder
+    del engine
+    # KPIs straight from the compact buffers: the site series they need and the few
+    # columns of the small tables, each built when needed and dropped after; the result
+    # tables are built when someone reads them
+    summary = compute_kpis(_KpiTables(recorder), info, segments=recorder.segments())
+    return Result(info, summary=summary, stats=stats, source=recorder)
+
+
+class _KpiTables(Mapping[str, pd.DataFrame]):
+    """The columns KPIs read, built from the recorder on each access and not kept."""
+
+    COLUMNS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "sessions": ("plug_in", "plug_out", "queued_at"),
+        "departures": ("status", "ready", "soc", "delay_min", "shortfall_kwh"),
+        "events": ("kind", "value"),
+    }
+
+    def __init__(self, recorder: Recorder) -> None:
+        self._recorder = recorder
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        if name not in self.COLUMNS:
+            raise KeyError(name)
+        return self._recorder.frame(name, self.COLUMNS[name], release=False, plain=True)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.COLUMNS)
+
+    def __len__(self) -> int:
+        return len(self.COLUMNS)
 
 
 def run_info(loaded: LoadedScenario, engine: Engine) -> RunInfo:
