@@ -62,7 +62,7 @@ class VehicleState:
 
     __slots__ = (
         "spec", "soc", "state", "session", "connector", "queued_at", "next_departure",
-        "wait_soc", "ready", "late_s", "kinds", "recorded", "view",
+        "wait_soc", "ready", "late_s", "kinds", "recorded",
     )  # fmt: skip
 
     def __init__(self, spec: VehicleSpec) -> None:
@@ -78,7 +78,6 @@ class VehicleState:
         self.late_s = 0.0
         self.recorded = 0  # trips with a departures row so far
         self.kinds = frozenset(k for k, kw in (("ac", spec.max_ac_kw), ("dc", spec.max_dc_kw)) if kw > 0)
-        self.view: tuple[tuple, WaitingVehicle] | None = None  # the policy's view while queued, and its key
 
 
 class Session:
@@ -163,6 +162,9 @@ class Engine:
         self._charger_rows = [[self._row_of[conn.connector_id] for conn in c.connectors] for c in self.chargers]
         self._single_connector = all(len(rows) == 1 for rows in self._charger_rows)
         self._charger_series = ["charger:" + c.charger_id for c in self.chargers]
+        self._available = np.array([c.status is S.AVAILABLE for c in self.connectors])  # status Available
+        self._claimed = np.array([c.vehicle is not None for c in self.connectors])  # a vehicle on it or coming
+        self._queue_views: tuple[WaitingVehicle, ...] | None = None
         self._free_views = [
             FreeConnector(c.connector_id, c.charger.charger_id, c.charger.kind, c.charger.connector_kw)
             for c in self.connectors
@@ -311,6 +313,8 @@ class Engine:
 
     def _set_next_departure(self, v: VehicleState, t: float | None) -> None:
         v.next_departure = t
+        if v.state == "queued":
+            self._queue_views = None
         if v.session is not None:
             self.slots.dep[v.session.row] = self.epoch_s + t if t is not None else math.nan
 
@@ -376,12 +380,14 @@ class Engine:
         v.state = "queued"
         v.queued_at = now
         self.queue.append(v)
+        self._queue_views = None
         self.recorder.vehicle(now, v.spec.vehicle_id, v.soc, "queued", "queue")
         self.recorder.event(now, "queue", v.spec.vehicle_id, value=float(len(self.queue)))
         self._request(decide=True)
 
     def _dequeue(self, v: VehicleState) -> None:
         self.queue.remove(v)
+        self._queue_views = None
         self.recorder.event(self.env.now, "queue", v.spec.vehicle_id, value=float(len(self.queue)))
 
     def _leave_depot(self, v: VehicleState) -> None:
@@ -392,7 +398,7 @@ class Engine:
         if v.connector is not None:  # was being moved onto a connector
             conn = v.connector
             v.connector = None
-            conn.vehicle = None
+            self._claim(conn, None)
             self._set_status(conn, S.AVAILABLE)
             self._request(decide=True)
 
@@ -412,7 +418,7 @@ class Engine:
         v.session = session
         v.state = "plugged"
         v.connector = None
-        conn.vehicle = v.spec.vehicle_id
+        self._claim(conn, v.spec.vehicle_id)
         self.sessions.append(session)
         if conn.status is not S.PREPARING:
             self._set_status(conn, S.PREPARING)
@@ -437,7 +443,7 @@ class Engine:
         self._row_session[row] = None
         v.session = None
         v.state = "depot"
-        conn.vehicle = None
+        self._claim(conn, None)
         self._close_spans(now, [row])
         rec = self.recorder
         rec.sessions.append((
@@ -468,7 +474,7 @@ class Engine:
                 else:  # a vehicle on its way during a swap
                     waiting = self.by_vehicle[conn.vehicle]
                     waiting.connector = None
-                    conn.vehicle = None
+                    self._claim(conn, None)
             self._set_status(conn, S.FAULTED)
             if waiting is not None:
                 self._enqueue(waiting)
@@ -483,12 +489,19 @@ class Engine:
             self._set_status(conn, S.AVAILABLE)
         self._request(decide=True)
 
+    def _claim(self, conn: Connector, vehicle_id: str | None) -> None:
+        """Put a vehicle on a connector (plugged in or on its way), or free it."""
+        conn.vehicle = vehicle_id
+        self._claimed[self._row_of[conn.connector_id]] = vehicle_id is not None
+
     def _set_status(self, conn: Connector, status: ConnectorStatus) -> None:
         if conn.status is status:
             return
         check_transition(conn.status, status)
         conn.status = status
-        self.slots.suspended_ev[self._row_of[conn.connector_id]] = status is S.SUSPENDED_EV
+        row = self._row_of[conn.connector_id]
+        self.slots.suspended_ev[row] = status is S.SUSPENDED_EV
+        self._available[row] = status is S.AVAILABLE
         self.recorder.event(
             self.env.now,
             "connector_status",
@@ -532,9 +545,8 @@ class Engine:
 
     def _decide(self) -> None:
         now = self.env.now
-        free = tuple(
-            self._free_views[j] for j, c in enumerate(self.connectors) if c.vehicle is None and c.status is S.AVAILABLE
-        )
+        views = self._free_views
+        free = tuple(views[j] for j in np.flatnonzero(self._available & ~self._claimed).tolist())
         full: tuple[FullVehicle, ...] = ()
         if self.ops.plug_swap:
             sl = self.slots
@@ -553,15 +565,19 @@ class Engine:
             self._apply(action)
 
     def _waiting_views(self, now: float) -> tuple[WaitingVehicle, ...]:
-        """The queue as the policy sees it; a vehicle's view is rebuilt only when it changed."""
-        views = []
-        for v in self.queue:
-            key = (v.queued_at, v.next_departure, v.soc)
-            if v.view is None or v.view[0] != key:
-                queued_at = v.queued_at if v.queued_at is not None else now
-                v.view = (key, WaitingVehicle(v.spec.vehicle_id, queued_at, v.next_departure, v.soc, v.kinds))
-            views.append(v.view[1])
-        return tuple(views)
+        """The queue as the policy sees it, rebuilt only after the queue changed.
+
+        A queued vehicle does not charge, so its view changes only when it joins, leaves
+        or its next departure moves; those invalidate the cached tuple.
+        """
+        if self._queue_views is None:
+            self._queue_views = tuple(
+                WaitingVehicle(
+                    v.spec.vehicle_id, v.queued_at if v.queued_at is not None else now, v.next_departure, v.soc, v.kinds
+                )
+                for v in self.queue
+            )
+        return self._queue_views
 
     def _apply(self, action: PlugIn | Swap) -> None:
         if isinstance(action, PlugIn):
@@ -587,7 +603,7 @@ class Engine:
                 )
             self._dequeue(v)
             self._unplug(full.session, "swap")
-            conn.vehicle = v.spec.vehicle_id
+            self._claim(conn, v.spec.vehicle_id)
             v.connector = conn
             v.state = "moving"
             self._set_status(conn, S.PREPARING)

@@ -116,7 +116,11 @@ class QueuePolicy:
         actions: list[Action] = []
         free = list(obs.free)
         unserved: list[WaitingVehicle] = []
-        for vehicle in self.order(obs.waiting):
+        ordered = self.order(obs.waiting)
+        for k, vehicle in enumerate(ordered):
+            if not free:  # the rest of the queue can only be served by swaps
+                unserved.extend(ordered[k:])
+                break
             for i, conn in enumerate(free):
                 if conn.kind in vehicle.kinds:
                     actions.append(PlugIn(vehicle.vehicle_id, conn.connector_id))
@@ -127,6 +131,8 @@ class QueuePolicy:
         if obs.plug_swap and unserved and obs.full:
             full = sorted(obs.full, key=lambda f: -(f.next_departure if f.next_departure is not None else 1e18))
             for vehicle in unserved:
+                if not full:
+                    break
                 for i, candidate in enumerate(full):
                     if candidate.kind in vehicle.kinds:
                         actions.append(Swap(candidate.vehicle_id, vehicle.vehicle_id))
