@@ -65,10 +65,11 @@ def _series_map(power: pd.DataFrame | None) -> dict[str, _Seg]:
 def _integral(seg: _Seg, *, positive: bool = False) -> float:
     """Exact value x hours over all segments (kWh for kW); NaN counts as 0."""
     s, e, v = seg
-    v = np.nan_to_num(v)
+    v = np.nan_to_num(v)  # a copy, so the products below can be formed in place
     if positive:
-        v = np.maximum(v, 0.0)
-    return float(np.sum(v * (e - s)) / NS_PER_HOUR)
+        np.maximum(v, 0.0, out=v)
+    v *= e - s
+    return float(np.sum(v) / NS_PER_HOUR)
 
 
 def _cumulative(seg: _Seg, t: np.ndarray) -> np.ndarray:
@@ -106,13 +107,22 @@ def _at(seg: _Seg, t: np.ndarray, fill: float = np.nan) -> np.ndarray:
     return out
 
 
+def _contiguous(seg: _Seg) -> bool:
+    """Each segment ends where the next one starts."""
+    s, e, _ = seg
+    return bool(np.array_equal(e[:-1], s[1:]))
+
+
 def _overlay(a: _Seg, b: _Seg) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Intersect two segment series exactly: (hours, value of a, value of b) per piece.
 
     Grid and price (or limit) change at unrelated instants; on the union of their
     boundaries both are constant, so products integrate exactly.
     """
-    edges = np.concatenate([a[0], a[1], b[0], b[1]])
+    # a series whose segments are contiguous (as recorded) adds only its last end
+    a_ends = a[1][-1:] if _contiguous(a) else a[1]
+    edges = np.concatenate([a[0], a_ends, b[0], b[1]])
+    del a_ends
     edges.sort()
     if len(edges):  # drop repeats (np.unique is slower)
         keep = np.empty(len(edges), dtype=bool)
@@ -179,9 +189,7 @@ def billing_month_shares(info: RunInfo) -> dict[str, float]:
     return shares
 
 
-def monthly_peak_demand(
-    power: pd.DataFrame, info: RunInfo, *, step_minutes: int | None = None
-) -> pd.Series:
+def monthly_peak_demand(power: pd.DataFrame, info: RunInfo, *, step_minutes: int | None = None) -> pd.Series:
     """Billing demand per local month: the highest window-average grid kW.
 
     Windows are ``info.demand_window_minutes`` long and aligned to the local clock
@@ -308,9 +316,7 @@ def _power_kpis(series: Mapping[str, _Seg], info: RunInfo) -> dict[str, Any]:
     }
 
 
-def _session_kpis(
-    sessions: pd.DataFrame, events: pd.DataFrame, info: RunInfo, delivered: float
-) -> dict[str, Any]:
+def _session_kpis(sessions: pd.DataFrame, events: pd.DataFrame, info: RunInfo, delivered: float) -> dict[str, Any]:
     run0, run1 = _instant(info.start), _instant(info.end)
     run_h = max(run1 - run0, 0) / NS_PER_HOUR
     rated = float(sum(info.charger_kw.values())) * run_h
@@ -327,12 +333,8 @@ def _session_kpis(
     return {
         "sessions": len(sessions),
         "charger_utilisation": delivered / rated if rated > 0 else None,
-        "charger_occupancy": float(plugged_h.sum() / NS_PER_HOUR / connector_h)
-        if connector_h > 0
-        else None,
-        "mean_wait_min": float(np.mean(plug_in[has_wait] - queued[has_wait]) / NS_PER_MIN)
-        if has_wait.any()
-        else None,
+        "charger_occupancy": float(plugged_h.sum() / NS_PER_HOUR / connector_h) if connector_h > 0 else None,
+        "mean_wait_min": float(np.mean(plug_in[has_wait] - queued[has_wait]) / NS_PER_MIN) if has_wait.any() else None,
         "max_queue": int(queue.max()) if len(queue) else 0,
         "charger_faults": int((kind == "charger_fault").sum()),
     }
@@ -376,11 +378,7 @@ def compute_kpis(
     }
     out.update(_departure_kpis(_table(tables, "departures")))
     out.update(_power_kpis(series, info))
-    out.update(
-        _session_kpis(
-            _table(tables, "sessions"), _table(tables, "events"), info, out["energy_delivered_kwh"]
-        )
-    )
+    out.update(_session_kpis(_table(tables, "sessions"), _table(tables, "events"), info, out["energy_delivered_kwh"]))
     return {key: _plain(value) for key, value in out.items()}
 
 
@@ -446,8 +444,4 @@ def kpi_rows(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
     still display; undefined values show as ``n/a``.
     """
     currency = str(summary.get("currency") or "")
-    return [
-        (label, _format(summary[key], kind, currency))
-        for key, label, kind in _ROWS
-        if key in summary
-    ]
+    return [(label, _format(summary[key], kind, currency)) for key, label, kind in _ROWS if key in summary]
