@@ -17,6 +17,13 @@ The module is sans-I/O: no sockets, no clock. The only reads are the JSON schema
 bundled with the ``ocpp`` package, loaded once per action on first use and cached,
 which is package data rather than run-time input.
 
+A payload is checked first by its schema compiled to Python with fastjsonschema, also
+once per action and direction on first use. A valid payload, the hot path, stops there;
+only a payload it refuses goes on to jsonschema, which names the broken keyword for the
+CALLERROR in the table below. The two accept exactly the same payloads (a differential
+test holds them to it); the schemas using ``multipleOf`` stay on jsonschema alone, since
+fastjsonschema divides in binary floating point.
+
 What to call:
 
 * :func:`decode` on every incoming message. On :class:`FrameError`, send
@@ -129,16 +136,18 @@ Why these:
 
 from __future__ import annotations
 
+import copy
 import enum
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cache
 from importlib import resources
 from typing import Any, ClassVar, Final, TypeAlias
 
+import fastjsonschema
 from jsonschema import validators
 from jsonschema.exceptions import ValidationError, best_match
 
@@ -616,16 +625,85 @@ def _exact(base: type[Any]) -> type[Any]:
 
 
 @cache
-def _validator(version: OcppVersion, action: str, request: bool) -> Any:
-    """The cached validator for one known action (callers check :func:`known_actions` first,
-    so peer-chosen names never grow this cache)."""
+def _schema(version: OcppVersion, action: str, request: bool) -> dict[str, Any]:
+    """The ``ocpp`` package's JSON schema for one known action and direction (callers check
+    :func:`known_actions` first, so peer-chosen names never grow this cache)."""
     suffix = ("" if version == OcppVersion.V16 else "Request") if request else "Response"
     path = resources.files("ocpp") / _SCHEMA_PACKAGE[version] / "schemas" / f"{action}{suffix}.json"
     # The 2.0.1 schemas start with a byte order mark.
-    schema = json.loads(path.read_text(encoding="utf-8-sig"))
+    return json.loads(path.read_text(encoding="utf-8-sig"))
+
+
+@cache
+def _validator(version: OcppVersion, action: str, request: bool) -> Any:
+    """The reference (jsonschema) validator for one known action: it names the fault."""
+    schema = _schema(version, action, request)
     # 1.6 mixes draft-04 and draft-06 schemas; 2.0.1 is draft-06. Use what each declares.
     base = validators.validator_for(schema, default=validators.Draft4Validator)
     return _exact(base)(schema)
+
+
+# The drafts and keywords on which fastjsonschema and jsonschema agree for these schemas,
+# held to it by a differential test. ``format`` is compiled with use_formats=False, as
+# jsonschema does not enforce it either; ``default`` with use_default=False, so that the
+# check never writes into the payload. ``multipleOf`` is left out: fastjsonschema divides
+# in binary floating point where :func:`_exact_multiple_of` divides in decimal, so the 1.6
+# charging-profile schemas stay on jsonschema alone.
+_FAST_DRAFTS: Final = frozenset({"http://json-schema.org/draft-04/schema#", "http://json-schema.org/draft-06/schema#"})
+_FAST_KEYWORDS: Final = frozenset(
+    {
+        "$schema", "$id", "$ref", "definitions", "title", "description", "comment", "javaType", "default",
+        "type", "properties", "additionalProperties", "required", "enum", "format",
+        "maxLength", "minItems", "maxItems", "items", "additionalItems", "minimum", "maximum",
+    }
+)  # fmt: skip
+
+
+def _keywords(schema: object) -> set[str]:
+    """Every keyword used anywhere in ``schema`` (property and definition names excluded)."""
+    found: set[str] = set()
+    pending = [schema]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, list):
+            pending.extend(node)
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                found.add(key)
+                if key in ("properties", "definitions") and isinstance(value, dict):
+                    pending.extend(value.values())
+                else:
+                    pending.append(value)
+    return found
+
+
+@cache
+def _fast_validator(version: OcppVersion, action: str, request: bool) -> Callable[[Any], object] | None:
+    """The action's schema compiled to Python by fastjsonschema, or None where jsonschema
+    alone must decide (see ``_FAST_KEYWORDS``).
+
+    It only ever says "valid": a payload it refuses goes on to :func:`_validator`, which
+    classifies the fault. Valid frames, the hot path, never reach jsonschema, which costs
+    about twenty times as much per payload.
+    """
+    schema = _schema(version, action, request)
+    if schema.get("$schema") not in _FAST_DRAFTS or not _keywords(schema) <= _FAST_KEYWORDS:
+        return None
+    return fastjsonschema.compile(
+        copy.deepcopy(schema), use_default=False, use_formats=False, detailed_exceptions=False
+    )
+
+
+def _passes_fast(version: OcppVersion, action: str, request: bool, payload: dict[str, Any]) -> bool:
+    fast = _fast_validator(version, action, request)
+    if fast is None:
+        return False
+    try:
+        fast(payload)
+    except Exception:
+        # Refused, or too deep for the generated code: the reference validator decides and says why.
+        return False
+    return True
 
 
 def validate_call(
@@ -653,7 +731,7 @@ def validate_call(
     }
     if action not in known_actions(version):
         raise UnknownActionError(f"{_show(action)} is not an action of {version.value}", **where)
-    _check(_validator(version, action, True), action, payload, where)
+    _check(version, action, True, payload, where)
 
 
 def validate_result(
@@ -688,14 +766,16 @@ def validate_result(
     if action not in known_actions(version):
         where["fault"] = Fault.LOCAL
         raise UnknownActionError(f"{_show(action)} is not an action of {version.value}", **where)
-    _check(_validator(version, action, False), action, payload, where)
+    _check(version, action, False, payload, where)
 
 
-def _check(validator: Any, action: str, payload: object, where: dict[str, Any]) -> None:
+def _check(version: OcppVersion, action: str, request: bool, payload: object, where: dict[str, Any]) -> None:
     if not isinstance(payload, dict):
         raise PayloadFormatError(f"the payload must be a JSON object, got {_kind(payload)}", **where)
+    if _passes_fast(version, action, request, payload):
+        return
     try:
-        error = best_match(validator.iter_errors(payload))
+        error = best_match(_validator(version, action, request).iter_errors(payload))
     except RecursionError:
         raise PayloadStructureError(f"{action}: the payload nests too deeply", **where) from None
     if error is None:
