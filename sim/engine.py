@@ -62,7 +62,7 @@ class VehicleState:
 
     __slots__ = (
         "spec", "soc", "state", "session", "connector", "queued_at", "next_departure",
-        "wait_soc", "ready", "late_s", "kinds", "recorded",
+        "wait_soc", "ready", "late_s", "kinds", "recorded", "view",
     )  # fmt: skip
 
     def __init__(self, spec: VehicleSpec) -> None:
@@ -78,6 +78,7 @@ class VehicleState:
         self.late_s = 0.0
         self.recorded = 0  # trips with a departures row so far
         self.kinds = frozenset(k for k, kw in (("ac", spec.max_ac_kw), ("dc", spec.max_dc_kw)) if kw > 0)
+        self.view: WaitingVehicle | None = None  # how the operator policy sees it while queued
 
 
 class Session:
@@ -313,6 +314,7 @@ class Engine:
 
     def _set_next_departure(self, v: VehicleState, t: float | None) -> None:
         v.next_departure = t
+        v.view = None
         if v.state == "queued":
             self._queue_views = None
         if v.session is not None:
@@ -380,6 +382,7 @@ class Engine:
         v.state = "queued"
         v.queued_at = now
         self.queue.append(v)
+        v.view = None
         self._queue_views = None
         self.recorder.vehicle(now, v.spec.vehicle_id, v.soc, "queued", "queue")
         self.recorder.event(now, "queue", v.spec.vehicle_id, value=float(len(self.queue)))
@@ -567,16 +570,17 @@ class Engine:
     def _waiting_views(self, now: float) -> tuple[WaitingVehicle, ...]:
         """The queue as the policy sees it, rebuilt only after the queue changed.
 
-        A queued vehicle does not charge, so its view changes only when it joins, leaves
-        or its next departure moves; those invalidate the cached tuple.
+        A queued vehicle does not charge, so its view changes only when it joins or its
+        next departure moves; those drop its cached view and the cached tuple.
         """
         if self._queue_views is None:
-            self._queue_views = tuple(
-                WaitingVehicle(
-                    v.spec.vehicle_id, v.queued_at if v.queued_at is not None else now, v.next_departure, v.soc, v.kinds
-                )
-                for v in self.queue
-            )
+            views = []
+            for v in self.queue:
+                if v.view is None:
+                    queued_at = v.queued_at if v.queued_at is not None else now
+                    v.view = WaitingVehicle(v.spec.vehicle_id, queued_at, v.next_departure, v.soc, v.kinds)
+                views.append(v.view)
+            self._queue_views = tuple(views)
         return self._queue_views
 
     def _apply(self, action: PlugIn | Swap) -> None:
