@@ -118,8 +118,7 @@ class ChargeCurve:
                 cross = (limit_kw - a) / b
                 if soc < cross < end:
                     stop = cross
-            p_start = a + b * soc
-            if p_start > limit_kw + _EPS or (abs(p_start - limit_kw) <= _EPS and b >= 0):
+            if _limit_binds(a, b, soc, stop, limit_kw):
                 total += (stop - soc) * capacity_kwh / limit_kw
             else:
                 total += _curve_hours(a, b, soc, stop, capacity_kwh)
@@ -141,8 +140,7 @@ class ChargeCurve:
                 cross = (limit_kw - a) / b
                 if soc < cross < end:
                     stop = cross
-            p_start = a + b * soc
-            if p_start > limit_kw + _EPS or (abs(p_start - limit_kw) <= _EPS and b >= 0):
+            if _limit_binds(a, b, soc, stop, limit_kw):
                 need = (stop - soc) * capacity_kwh / limit_kw
                 if need >= left:
                     return min(soc + left * limit_kw / capacity_kwh, 1.0)
@@ -153,6 +151,17 @@ class ChargeCurve:
             left -= need
             soc = stop if stop > soc else end
         return min(soc, 1.0)
+
+
+def _limit_binds(a: float, b: float, s0: float, s1: float, limit_kw: float) -> bool:
+    """Whether the limit, not the curve line a + b*s, sets the power on [s0, s1].
+
+    The stretch never has the curve crossing the limit inside it, so its midpoint
+    decides. Testing its start instead misjudges a stretch that starts exactly at a
+    crossing, where rounding can put the curve a hair above the limit although it
+    falls below it right after.
+    """
+    return a + b * (0.5 * (s0 + s1)) >= limit_kw
 
 
 def _curve_hours(a: float, b: float, s0: float, s1: float, capacity: float) -> float:
