@@ -152,7 +152,10 @@ class Engine:
         self.strategy_name = cfg.charging.strategy
         self.strategy = get_strategy(self.strategy_name)
         self.kernel = get_table_strategy(self.strategy_name)  # None: a strategy with only the list form
-        self._needs_hours = self.strategy_name not in ("uncontrolled", "equal_share", "earliest_departure_first")
+        # built-ins that ignore hours_to_target skip computing it; a list-form strategy gets every field
+        self._needs_hours = self.kernel is None or self.strategy_name not in (
+            "uncontrolled", "equal_share", "earliest_departure_first",
+        )  # fmt: skip
         # one row per connector; capacity-group memberships are fixed for the run
         self.slots = Slots(len(self.connectors))
         self._row_of = {conn.connector_id: j for j, conn in enumerate(self.connectors)}

@@ -450,6 +450,7 @@ def test_a_strategy_registered_in_list_form_drives_the_engine() -> None:
     assert get_table_strategy("equal_share") is builtin
     assert seen
     assert all(need.energy_kwh > 0 and need.max_kw > 0 for needs in seen for need in needs)
+    assert all(need.hours_to_target > 0 for needs in seen for need in needs)  # every field is filled in
     # session ids are unique within a call, and calls see several sessions at once
     assert all(len({need.session_id for need in needs}) == len(needs) for needs in seen)
     assert max(len(needs) for needs in seen) >= 2
