@@ -1,8 +1,8 @@
 """Errors the engine raises on purpose.
 
-    DepotsimError
-    └── SimulationError       the engine cannot continue (a broken invariant)
-        └── PolicyError       an operator policy asked for something impossible
+DepotsimError
+└── SimulationError       the engine cannot continue (a broken invariant)
+    └── PolicyError       an operator policy asked for something impossible
 """
 
 from backend.errors import DepotsimError

@@ -66,9 +66,7 @@ def _note(ax: Axes, text: str) -> None:
     ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="0.4")
 
 
-def _steps(
-    power: pd.DataFrame, segs: dict, name: str, freq: str | None
-) -> tuple[np.ndarray, np.ndarray] | None:
+def _steps(power: pd.DataFrame, segs: dict, name: str, freq: str | None) -> tuple[np.ndarray, np.ndarray] | None:
     """(x edges, y) for a post-step plot of one series, raw or resampled to ``freq``."""
     if name not in segs:
         return None
@@ -109,9 +107,7 @@ def _shade_tariff(ax: Axes, segs: dict, currency: str) -> list[Patch]:
         colour = _level_colour(k, len(bounds))
         pick = level[first] == k
         ranges = list(zip(x0[pick], x1[pick] - x0[pick], strict=True))
-        ax.broken_barh(
-            ranges, (0, 1), transform=ax.get_xaxis_transform(), color=colour, lw=0, zorder=0
-        )
+        ax.broken_barh(ranges, (0, 1), transform=ax.get_xaxis_transform(), color=colour, lw=0, zorder=0)
         label = f"{lo:.3g}" if lo == hi else f"{lo:.3g}-{hi:.3g}"
         handles.append(Patch(color=colour, label=f"price {label} {currency}/kWh"))
     return handles
@@ -225,9 +221,7 @@ def _connector_keys(df: pd.DataFrame) -> list[tuple[str, str]]:
     return list(ids.itertuples(index=False, name=None))
 
 
-def plot_charger_occupancy(
-    sessions: pd.DataFrame, events: pd.DataFrame, info: RunInfo, path: Path
-) -> Path:
+def plot_charger_occupancy(sessions: pd.DataFrame, events: pd.DataFrame, info: RunInfo, path: Path) -> Path:
     """One row per connector: sessions (plug-in to plug-out) by how they ended, faults red."""
     run1 = _instant(info.end)
     rows = set(_connector_keys(sessions))
