@@ -12,15 +12,30 @@ What happens to a message:
 1. :func:`backend.ocpp.framing.decode` reads it against the actions this session
    handles (:data:`SUPPORTED_ACTIONS`). A frame that breaks OCPP-J is answered with the
    CALLERROR the codec chose and never reaches a handler; the session stays usable.
-2. The frame is logged in the store verbatim (even a broken one), then the handler for
-   its action stores what it says, through the store's idempotent calls, so a charger
-   resending after a reconnect changes nothing twice.
-3. The reply is checked against the action's response schema, logged and returned.
+2. The frame is logged in the store verbatim (even a broken one), then the route map of
+   the connection's version (:data:`ROUTE_MAPS`) picks the handler for its action, which
+   stores what it says, through the store's idempotent calls, so a charger resending
+   after a reconnect changes nothing twice.
+3. The handler answers with the ``ocpp`` library's ``call_result`` dataclass of that
+   version; :func:`backend.csms.payloads.as_payload` turns it into the JSON object the
+   library would send, which is checked against the action's response schema, logged and
+   returned.
+
+Routing is the library's: each handler is marked with ``ocpp.routing.on`` and the
+library's ``Action`` enum of a version, and ``ocpp.routing.create_route_map`` builds one
+route map per version from them, so an action a version does not define cannot route on
+it. The dispatch loop is ours, not ``ocpp.ChargePoint.route_message``: that one reads the
+socket and sends itself, drops a frame it cannot parse without an answer, and turns
+any handler exception into a CALLERROR; here the spec-exact codec
+(:mod:`backend.ocpp.framing`) answers every broken frame, the driver owns the socket, and
+a store failure becomes an InternalError the charger resends after (see below). Nothing
+sets ``on(..., skip_schema_validation=True)``: every request and reply is validated.
 
 Handlers are version-neutral where the two versions mean the same thing (BootNotification,
 Heartbeat, StatusNotification, Authorize, MeterValues, DataTransfer, the notifications)
 and version-specific where they do not (1.6 Start/StopTransaction, 2.0.1
-TransactionEvent).
+TransactionEvent); a version-neutral one answers with the ``call_result`` class of the
+connection's version.
 
 A store failure is answered with an InternalError CALLERROR and logged with its traceback:
 the charger keeps its message and resends it, where an Accepted we could not back with a
@@ -35,10 +50,20 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from types import ModuleType
 from typing import Any, Final
+
+from ocpp.routing import create_route_map, on
+from ocpp.v16 import call_result as result16
+from ocpp.v16 import datatypes as types16
+from ocpp.v16.enums import Action as Action16
+from ocpp.v201 import call_result as result201
+from ocpp.v201 import datatypes as types201
+from ocpp.v201.enums import Action as Action201
 
 from backend.csms.admission import BootAdmission
 from backend.csms.config import CsmsConfig
+from backend.csms.payloads import as_payload
 from backend.csms.readings import ENERGY_REGISTER, POWER, SOC, latest, meter_values, parse_time
 from backend.errors import DepotsimError
 from backend.events import (
@@ -84,25 +109,6 @@ log = logging.getLogger(__name__)
 BusSink = Callable[[DomainEvent], None]
 """Where a session puts its domain events; the driver publishes them."""
 
-_COMMON: Final = frozenset(
-    {
-        "Authorize",
-        "BootNotification",
-        "DataTransfer",
-        "FirmwareStatusNotification",
-        "Heartbeat",
-        "LogStatusNotification",
-        "MeterValues",
-        "SecurityEventNotification",
-        "StatusNotification",
-    }
-)
-SUPPORTED_ACTIONS: Final[Mapping[OcppVersion, frozenset[str]]] = {
-    OcppVersion.V16: _COMMON | {"DiagnosticsStatusNotification", "StartTransaction", "StopTransaction"},
-    OcppVersion.V201: _COMMON | {"NotifyEvent", "TransactionEvent"},
-}
-"""The charger-initiated actions each version's session handles; others get NotSupported."""
-
 REBOOT_REASON: Final = "charger rebooted"
 AVAILABLE_REASON: Final = "connector reported Available"
 
@@ -124,16 +130,8 @@ _AUTH_STATUSES: Final[Mapping[OcppVersion, frozenset[str]]] = {
     ),
 }
 
-_EMPTY_REPLY_ACTIONS: Final = frozenset(
-    {
-        "DiagnosticsStatusNotification",
-        "FirmwareStatusNotification",
-        "LogStatusNotification",
-        "NotifyEvent",
-        "SecurityEventNotification",
-    }
-)
-"""Notifications we only keep in the message log and answer with an empty payload."""
+_RESULTS: Final[Mapping[OcppVersion, ModuleType]] = {OcppVersion.V16: result16, OcppVersion.V201: result201}
+"""Each version's ``call_result`` module: the replies of the version-neutral handlers."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,17 +185,8 @@ class ChargePointSession:
         self._config = config if config is not None else CsmsConfig()
         self._admission = admission
         self._supported = SUPPORTED_ACTIONS[self.version]
-        self._handlers: dict[str, Callable[[CallFrame, datetime], dict[str, Any]]] = {
-            "Authorize": self._authorize,
-            "BootNotification": self._boot_notification,
-            "DataTransfer": self._data_transfer,
-            "Heartbeat": self._heartbeat,
-            "MeterValues": self._meter_values,
-            "StatusNotification": self._status_notification,
-            "StartTransaction": self._start_transaction,
-            "StopTransaction": self._stop_transaction,
-            "TransactionEvent": self._transaction_event,
-        }
+        self._routes = ROUTE_MAPS[self.version]
+        self._results = _RESULTS[self.version]
         self._pending: list[DomainEvent] = []
         self._samples: dict[str, tuple[int, datetime]] = {}
         """1.6 transaction id -> (distinct sample times seen, newest one): the seq_no of its updates."""
@@ -302,8 +291,10 @@ class ChargePointSession:
         events: list[DomainEvent] = []
         self._pending = events
         try:
-            handler = self._handlers.get(frame.action)
-            payload = {} if handler is None else handler(frame, now)
+            route = self._routes.get(frame.action)
+            if route is None:  # decode answers these NotSupported before they get here
+                return self._call_error(frame, "NotSupported", f"{frame.action} is not handled here")
+            payload = as_payload(route["_on_action"](self, frame, now))
             validate_result(frame.action, payload, self.version, message_id=frame.message_id, fault=Fault.LOCAL)
             reply = encode_result(frame.message_id, payload)
         except FrameError as err:
@@ -321,7 +312,10 @@ class ChargePointSession:
         return self._send(reply, MessageType.CALLRESULT, frame.message_id, frame.action)
 
     def _internal_error(self, frame: CallFrame, description: str) -> str:
-        text = encode_error(CallErrorFrame(frame.message_id, "InternalError", description[:255], {}))
+        return self._call_error(frame, "InternalError", description)
+
+    def _call_error(self, frame: CallFrame, code: str, description: str) -> str:
+        text = encode_error(CallErrorFrame(frame.message_id, code, description[:255], {}))
         return self._send(text, MessageType.CALLERROR, frame.message_id, frame.action)
 
     def _send(self, text: str, kind: MessageType, message_id: str, action: str | None) -> str:
@@ -358,7 +352,7 @@ class ChargePointSession:
 
     # -- handlers: both versions -------------------------------------------------------------
 
-    def _boot_notification(self, frame: CallFrame, now: datetime) -> dict[str, Any]:
+    def _boot_notification(self, frame: CallFrame, now: datetime) -> Any:
         p = frame.payload
         if self.version is OcppVersion.V16:
             vendor, model = p["chargePointVendor"], p["chargePointModel"]
@@ -401,13 +395,13 @@ class ChargePointSession:
                 boot_status=status,
             )
         )
-        return {"currentTime": wire_time(now), "interval": interval, "status": status}
+        return self._results.BootNotification(current_time=wire_time(now), interval=interval, status=status)
 
-    def _heartbeat(self, frame: CallFrame, now: datetime) -> dict[str, Any]:
+    def _heartbeat(self, frame: CallFrame, now: datetime) -> Any:
         self._mark_online(True, now)
-        return {"currentTime": wire_time(now)}
+        return self._results.Heartbeat(current_time=wire_time(now))
 
-    def _status_notification(self, frame: CallFrame, now: datetime) -> dict[str, Any]:
+    def _status_notification(self, frame: CallFrame, now: datetime) -> Any:
         p = frame.payload
         if self.version is OcppVersion.V16:
             evse_id, connector_id, status, error_code = None, p["connectorId"], p["status"], p["errorCode"]
@@ -435,12 +429,14 @@ class ChargePointSession:
                 # open there lost its stop (a crash, a lost StopTransaction).
                 for tx in self._store.close_zombies(self.charger_id, AVAILABLE_REASON, at, connector_id=reported):
                     self._zombie_closed(tx, at)
-        return {}
+        return self._results.StatusNotification()
 
-    def _authorize(self, frame: CallFrame, now: datetime) -> dict[str, Any]:
+    def _authorize(self, frame: CallFrame, now: datetime) -> Any:
         if self.version is OcppVersion.V16:
-            return {"idTagInfo": {"status": self._id_status(frame.payload["idTag"], now)}}
-        return {"idTokenInfo": {"status": self._id_status(frame.payload["idToken"]["idToken"], now)}}
+            status = self._id_status(frame.payload["idTag"], now)
+            return result16.Authorize(id_tag_info=types16.IdTagInfo(status=status))
+        status = self._id_status(frame.payload["idToken"]["idToken"], now)
+        return result201.Authorize(id_token_info=types201.IdTokenInfoType(status=status))
 
     def _id_status(self, tag: str, now: datetime) -> str:
         """Accept-all first, then the store's entry (the operator's word), then the allow list."""
@@ -453,7 +449,7 @@ class ChargePointSession:
             return stored.status if stored.status in _AUTH_STATUSES[self.version] else "Invalid"
         return "Accepted" if tag in self._config.id_tags else "Invalid"
 
-    def _meter_values(self, frame: CallFrame, now: datetime) -> dict[str, Any]:
+    def _meter_values(self, frame: CallFrame, now: datetime) -> Any:
         p = frame.payload
         if self.version is OcppVersion.V16:
             connector_id, raw_tx = p["connectorId"], p.get("transactionId")
@@ -471,7 +467,7 @@ class ChargePointSession:
         new = self._store.add_meter_values(rows)
         if new and tx_id is not None:
             self._updated(tx_id, self._sample_seq_no(tx_id, rows), rows, now)
-        return {}
+        return self._results.MeterValues()
 
     def _sample_seq_no(self, tx_id: str, rows: Sequence[MeterValue]) -> int:
         """A 1.6 update's seq_no: how many distinct sample times the transaction has, which only grows.
@@ -493,13 +489,30 @@ class ChargePointSession:
         self._samples[tx_id] = (count, newest)
         return count
 
-    def _data_transfer(self, frame: CallFrame, now: datetime) -> dict[str, Any]:
+    def _data_transfer(self, frame: CallFrame, now: datetime) -> Any:
         accepted = frame.payload["vendorId"] in self._config.accepted_data_transfer_vendors
-        return {"status": "Accepted" if accepted else "UnknownVendorId"}
+        return self._results.DataTransfer(status="Accepted" if accepted else "UnknownVendorId")
+
+    # Notifications we only keep in the message log and answer with an empty payload.
+
+    def _diagnostics_status_notification(self, frame: CallFrame, now: datetime) -> Any:
+        return result16.DiagnosticsStatusNotification()
+
+    def _firmware_status_notification(self, frame: CallFrame, now: datetime) -> Any:
+        return self._results.FirmwareStatusNotification()
+
+    def _log_status_notification(self, frame: CallFrame, now: datetime) -> Any:
+        return self._results.LogStatusNotification()
+
+    def _security_event_notification(self, frame: CallFrame, now: datetime) -> Any:
+        return self._results.SecurityEventNotification()
+
+    def _notify_event(self, frame: CallFrame, now: datetime) -> Any:
+        return result201.NotifyEvent()
 
     # -- handlers: 1.6 transactions ----------------------------------------------------------
 
-    def _start_transaction(self, frame: CallFrame, now: datetime) -> dict[str, Any]:
+    def _start_transaction(self, frame: CallFrame, now: datetime) -> Any:
         p = frame.payload
         started_at = self._time(frame, "timestamp", p["timestamp"], now)
         status = self._id_status(p["idTag"], now)
@@ -519,9 +532,9 @@ class ChargePointSession:
                     meter_start_wh=float(p["meterStart"]),
                 )
             )
-        return {"transactionId": int(tx.tx_id), "idTagInfo": {"status": status}}
+        return result16.StartTransaction(transaction_id=int(tx.tx_id), id_tag_info=types16.IdTagInfo(status=status))
 
-    def _stop_transaction(self, frame: CallFrame, now: datetime) -> dict[str, Any]:
+    def _stop_transaction(self, frame: CallFrame, now: datetime) -> Any:
         p = frame.payload
         tx_id = str(p["transactionId"])
         stopped_at = self._time(frame, "timestamp", p["timestamp"], now)
@@ -555,12 +568,12 @@ class ChargePointSession:
                 )
             )
         if "idTag" in p:
-            return {"idTagInfo": {"status": self._id_status(p["idTag"], now)}}
-        return {}
+            return result16.StopTransaction(id_tag_info=types16.IdTagInfo(status=self._id_status(p["idTag"], now)))
+        return result16.StopTransaction()
 
     # -- handlers: 2.0.1 transactions --------------------------------------------------------
 
-    def _transaction_event(self, frame: CallFrame, now: datetime) -> dict[str, Any]:
+    def _transaction_event(self, frame: CallFrame, now: datetime) -> Any:
         p = frame.payload
         info = p["transactionInfo"]
         tx_id, event_type, offline = info["transactionId"], p["eventType"], bool(p.get("offline", False))
@@ -619,8 +632,9 @@ class ChargePointSession:
         elif new:
             self._updated(tx_id, p["seqNo"], rows, at)
         if id_tag is not None:
-            return {"idTokenInfo": {"status": self._id_status(id_tag, now)}}
-        return {}
+            status = self._id_status(id_tag, now)
+            return result201.TransactionEvent(id_token_info=types201.IdTokenInfoType(status=status))
+        return result201.TransactionEvent()
 
     # -- shared helpers ----------------------------------------------------------------------
 
@@ -660,6 +674,70 @@ class ChargePointSession:
                 reason=tx.closed_by_rule,
             )
         )
+
+
+class _Ocpp16Routes:
+    """The 1.6 actions a session answers: its handlers, each marked with the library's ``on``.
+
+    ``create_route_map`` finds a handler by its function name, so each attribute is named
+    after the handler it marks.
+    """
+
+    _authorize = on(Action16.authorize)(ChargePointSession._authorize)
+    _boot_notification = on(Action16.boot_notification)(ChargePointSession._boot_notification)
+    _data_transfer = on(Action16.data_transfer)(ChargePointSession._data_transfer)
+    _diagnostics_status_notification = on(Action16.diagnostics_status_notification)(
+        ChargePointSession._diagnostics_status_notification
+    )
+    _firmware_status_notification = on(Action16.firmware_status_notification)(
+        ChargePointSession._firmware_status_notification
+    )
+    _heartbeat = on(Action16.heartbeat)(ChargePointSession._heartbeat)
+    _log_status_notification = on(Action16.log_status_notification)(ChargePointSession._log_status_notification)
+    _meter_values = on(Action16.meter_values)(ChargePointSession._meter_values)
+    _security_event_notification = on(Action16.security_event_notification)(
+        ChargePointSession._security_event_notification
+    )
+    _start_transaction = on(Action16.start_transaction)(ChargePointSession._start_transaction)
+    _status_notification = on(Action16.status_notification)(ChargePointSession._status_notification)
+    _stop_transaction = on(Action16.stop_transaction)(ChargePointSession._stop_transaction)
+
+
+class _Ocpp201Routes:
+    """The 2.0.1 actions a session answers, as :class:`_Ocpp16Routes` has them for 1.6."""
+
+    _authorize = on(Action201.authorize)(ChargePointSession._authorize)
+    _boot_notification = on(Action201.boot_notification)(ChargePointSession._boot_notification)
+    _data_transfer = on(Action201.data_transfer)(ChargePointSession._data_transfer)
+    _firmware_status_notification = on(Action201.firmware_status_notification)(
+        ChargePointSession._firmware_status_notification
+    )
+    _heartbeat = on(Action201.heartbeat)(ChargePointSession._heartbeat)
+    _log_status_notification = on(Action201.log_status_notification)(ChargePointSession._log_status_notification)
+    _meter_values = on(Action201.meter_values)(ChargePointSession._meter_values)
+    _notify_event = on(Action201.notify_event)(ChargePointSession._notify_event)
+    _security_event_notification = on(Action201.security_event_notification)(
+        ChargePointSession._security_event_notification
+    )
+    _status_notification = on(Action201.status_notification)(ChargePointSession._status_notification)
+    _transaction_event = on(Action201.transaction_event)(ChargePointSession._transaction_event)
+
+
+ROUTE_MAPS: Final[Mapping[OcppVersion, Mapping[str, Mapping[str, Any]]]] = {
+    OcppVersion.V16: create_route_map(_Ocpp16Routes),
+    OcppVersion.V201: create_route_map(_Ocpp201Routes),
+}
+"""Each version's route map, as ``ocpp.routing.create_route_map`` builds it.
+
+Keyed by the version's ``Action`` members (string enums, so a frame's action string looks
+them up); each route holds ``"_on_action"``, the handler, called as
+``handler(session, frame, now)``, and ``"_skip_schema_validation"`` (never set).
+"""
+
+SUPPORTED_ACTIONS: Final[Mapping[OcppVersion, frozenset[str]]] = {
+    version: frozenset(str(action) for action in routes) for version, routes in ROUTE_MAPS.items()
+}
+"""The charger-initiated actions each version's session handles (its route map's); others get NotSupported."""
 
 
 def _last_energy(store: Store, tx: TransactionRecord) -> float:
