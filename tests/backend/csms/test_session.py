@@ -13,9 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ocpp.v16.enums import Action as Action16
+from ocpp.v201.enums import Action as Action201
 
 from backend.csms import ChargePointSession, CsmsConfig, CsmsConfigError
-from backend.csms.session import AVAILABLE_REASON, REBOOT_REASON
+from backend.csms.session import (
+    AVAILABLE_REASON,
+    REBOOT_REASON,
+    ROUTE_MAPS,
+    SUPPORTED_ACTIONS,
+    Incoming,
+)
 from backend.events import (
     ChargerBooted,
     ConnectorStatusChanged,
@@ -24,7 +32,7 @@ from backend.events import (
     TransactionStarted,
     TransactionUpdated,
 )
-from backend.ocpp.framing import OcppVersion
+from backend.ocpp.framing import CallFrame, OcppVersion
 from backend.store import IdTag, Store, open_store
 from sim.clock import ManualClock
 
@@ -297,3 +305,96 @@ def test_an_unparsable_timestamp_is_refused_instead_of_guessed(store: Store) -> 
     (reply,) = c.send(json.dumps([2, "s1", "StartTransaction", start]))
     assert reply[:3] == [4, "s1", "PropertyConstraintViolation"]
     assert store.list_transactions("CP-1") == []
+
+
+# -- routing: the ocpp library's route maps, one per version ----------------------------------
+
+ROUTED_BY_BOTH = {
+    "Authorize",
+    "BootNotification",
+    "DataTransfer",
+    "FirmwareStatusNotification",
+    "Heartbeat",
+    "LogStatusNotification",
+    "MeterValues",
+    "SecurityEventNotification",
+    "StatusNotification",
+}
+ROUTED = {
+    V16: ROUTED_BY_BOTH | {"DiagnosticsStatusNotification", "StartTransaction", "StopTransaction"},
+    V201: ROUTED_BY_BOTH | {"NotifyEvent", "TransactionEvent"},
+}
+ACTIONS = {V16: Action16, V201: Action201}
+
+
+@pytest.mark.parametrize("version", [V16, V201])
+def test_each_version_routes_exactly_the_actions_its_session_supports(version: OcppVersion) -> None:
+    routes = ROUTE_MAPS[version]
+    assert set(routes) == ROUTED[version] == SUPPORTED_ACTIONS[version]
+    assert all(type(action) is ACTIONS[version] for action in routes)
+    for action, route in routes.items():
+        assert route["_on_action"]._on_action is action
+        assert route["_skip_schema_validation"] is False
+        assert "_after_action" not in route
+
+
+@pytest.mark.parametrize(
+    ("version", "action"),
+    [(V201, "StartTransaction"), (V201, "StopTransaction"), (V201, "DiagnosticsStatusNotification"),
+     (V16, "TransactionEvent"), (V16, "NotifyEvent")],
+)  # fmt: skip
+def test_an_action_a_version_does_not_define_is_not_routed(store: Store, version: OcppVersion, action: str) -> None:
+    assert action not in ROUTE_MAPS[version]
+    assert action not in list(ACTIONS[version])
+    c = Charger(store, version)
+    (reply,) = c.send(json.dumps([2, "u1", action, {}]))
+    assert reply[:3] == [4, "u1", "NotImplemented"]
+    assert c.events == []
+
+
+def test_a_call_that_reaches_no_route_is_answered_not_supported(store: Store) -> None:
+    # decode answers these before they get here; the session still never raises for one.
+    c = Charger(store, V16)
+    (reply,) = (json.loads(text) for text in c.session.handle(Incoming("", T0, CallFrame("x1", "NotifyEvent", {}))))
+    assert reply[:3] == [4, "x1", "NotSupported"]
+
+
+def start16(c: Charger) -> dict[str, Any]:
+    return c.call("StartTransaction", {"connectorId": 1, "idTag": "T", "meterStart": 0, "timestamp": iso(0)})
+
+
+def stop16(c: Charger, tx: int, **extra: Any) -> dict[str, Any]:
+    return c.call("StopTransaction", {"transactionId": tx, "meterStop": 10, "timestamp": iso(5)} | extra)
+
+
+def tx_event(event_type: str, seq_no: int, **extra: Any) -> dict[str, Any]:
+    return {"eventType": event_type, "timestamp": iso(seq_no), "triggerReason": "Authorized", "seqNo": seq_no,
+            "transactionInfo": {"transactionId": "E1"}} | extra  # fmt: skip
+
+
+def test_replies_built_from_call_result_dataclasses_are_the_dicts_the_session_answered_before(store: Store) -> None:
+    now = "2025-03-01T06:00:00.000Z"
+    c = Charger(store, V16, CsmsConfig(heartbeat_interval_s=300, id_tags=frozenset({"T"})))
+    assert boot16(c) == {"currentTime": now, "interval": 300, "status": "Accepted"}
+    assert c.call("Heartbeat", {}) == {"currentTime": now}
+    assert c.call("Authorize", {"idTag": "T"}) == {"idTagInfo": {"status": "Accepted"}}
+    assert c.call("Authorize", {"idTag": "X"}) == {"idTagInfo": {"status": "Invalid"}}
+    tx = start16(c)
+    assert tx == {"transactionId": tx["transactionId"], "idTagInfo": {"status": "Accepted"}}
+    assert isinstance(tx["transactionId"], int)
+    meter = {"timestamp": iso(1), "sampledValue": [{"value": "5"}]}
+    assert c.call("MeterValues", {"connectorId": 1, "transactionId": tx["transactionId"], "meterValue": [meter]}) == {}
+    assert c.call("StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Charging"}) == {}
+    assert stop16(c, tx["transactionId"]) == {}
+    assert stop16(c, tx["transactionId"], idTag="T") == {"idTagInfo": {"status": "Accepted"}}
+
+    pending = CsmsConfig(accept_unknown_chargers=False, boot_status_for_unknown="Pending", heartbeat_interval_s=45)
+    assert boot16(Charger(store, V16, pending, cid="CP-P")) == {"currentTime": now, "interval": 45, "status": "Pending"}
+
+    c201 = Charger(store, V201, CsmsConfig(id_tags=frozenset({"T"})), cid="CP-2")
+    assert boot201(c201) == {"currentTime": now, "interval": 60, "status": "Accepted"}
+    token = {"idToken": "T", "type": "ISO14443"}
+    assert c201.call("Authorize", {"idToken": token}) == {"idTokenInfo": {"status": "Accepted"}}
+    started = tx_event("Started", 0, idToken=token)
+    assert c201.call("TransactionEvent", started) == {"idTokenInfo": {"status": "Accepted"}}
+    assert c201.call("TransactionEvent", tx_event("Updated", 1)) == {}
