@@ -165,6 +165,7 @@ class Engine:
         self._row_charger = np.array(self._row_charger_list, dtype=np.int64)
         self._charger_rows = [[self._row_of[conn.connector_id] for conn in c.connectors] for c in self.chargers]
         self._single_connector = all(len(rows) == 1 for rows in self._charger_rows)
+        self._charger_row = np.array([rows[0] for rows in self._charger_rows], dtype=np.int64)  # if single
         self._charger_series = ["charger:" + c.charger_id for c in self.chargers]
         self._available = np.array([c.status is S.AVAILABLE for c in self.connectors])  # status Available
         self._claimed = np.array([c.vehicle is not None for c in self.connectors])  # a vehicle on it or coming
@@ -205,7 +206,7 @@ class Engine:
         self._timer_gen = 0
         # per-charger power is recorded per span between that charger's own changes
         # (exact average energy), not at every site-wide event: far fewer rows
-        self._span_kw = [0.0] * len(self.chargers)
+        self._span_kw = np.zeros(len(self.chargers))
         self._span_since = [0.0] * len(self.chargers)
         self._batt_kw = 0.0
         self._fixed_levels: tuple[float, float, float] | None = None
@@ -781,6 +782,8 @@ class Engine:
         event) do not add a row per charger per event.
         """
         power = self.slots.power
+        span = self._span_kw
+        tol = self.tolerance
         if rows is not None and len(rows) <= _FEW_ROWS:
             chargers = self._row_charger_list
             if self._single_connector:
@@ -788,24 +791,29 @@ class Engine:
             else:
                 charger_rows = self._charger_rows
                 totals = [(k, sum(power[charger_rows[k]].tolist())) for k in {chargers[j] for j in rows}]
+            moved = []
+            for k, kw in totals:
+                old = span.item(k)
+                if force or not (kw == old or (kw > 0 and old > 0 and abs(kw - old) <= tol * max(old, kw))):
+                    moved.append((k, kw))
         else:
-            total = np.bincount(self._row_charger, weights=power, minlength=len(self.chargers))
-            if force:
-                totals = list(enumerate(total.tolist()))
+            if self._single_connector:
+                total = power[self._charger_row]
             else:
-                moved = np.flatnonzero(total != np.array(self._span_kw))
-                totals = list(zip(moved.tolist(), total[moved].tolist(), strict=True))
-        span = self._span_kw
-        tol = self.tolerance
-        for k, kw in totals:
-            old = span[k]
-            if not force and (kw == old or (kw > 0 and old > 0 and abs(kw - old) <= tol * max(old, kw))):
-                continue
+                total = np.bincount(self._row_charger, weights=power, minlength=len(self.chargers))
+            if force:
+                changed = np.arange(len(total))
+            else:
+                small = (total > 0) & (span > 0) & (np.abs(total - span) <= tol * np.maximum(span, total))
+                changed = np.flatnonzero((total != span) & ~small)
+            moved = list(zip(changed.tolist(), total[changed].tolist(), strict=True))
+        acc = self.slots.acc
+        since = self._span_since
+        for k, kw in moved:
             span[k] = kw
-            start = self._span_since[k]
+            start = since[k]
             if now <= start:
                 continue
-            acc = self.slots.acc
             members = self._charger_rows[k]
             if len(members) == 1:
                 j = members[0]
@@ -815,7 +823,7 @@ class Engine:
                 energy = float(acc[members].sum())
                 acc[members] = 0.0
             self.recorder.level(self._charger_series[k], start, energy * 3600.0 / (now - start))
-            self._span_since[k] = now
+            since[k] = now
 
     def _schedule_timer(self, now: float) -> None:
         """Keep exactly one live timer, at the earliest session or battery breakpoint."""
