@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import sqlite3
-import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 from live_depot import Depot, run
 from websockets.asyncio.client import ClientConnection, connect
+from writer_gate import Gate
 
 from backend.events import TransactionEnded, TransactionStarted, TransactionUpdated
 
@@ -58,18 +58,6 @@ async def until(condition: Any) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("condition not reached within 5 s")
-
-
-class Gate:
-    """A unit that holds the store writer until released, so that messages queue behind it."""
-
-    def __init__(self) -> None:
-        self.entered = threading.Event()
-        self.release = threading.Event()
-
-    def __call__(self) -> None:
-        self.entered.set()
-        self.release.wait(10)
 
 
 def test_messages_queued_during_a_commit_are_answered_after_one_shared_commit(tmp_path: Path) -> None:

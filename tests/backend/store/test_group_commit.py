@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 from store_targets import Target
+from writer_gate import Gate
 
 from backend.store import (
     ChargerRecord,
@@ -202,18 +202,6 @@ def test_a_failed_commit_keeps_nothing_and_fails_every_unit(target: Target, stor
 
 
 # -- GroupCommitter -------------------------------------------------------------------------
-
-
-class Gate:
-    """A unit that holds the writer thread until released, so that others queue behind it."""
-
-    def __init__(self) -> None:
-        self.entered = threading.Event()
-        self.release = threading.Event()
-
-    def __call__(self) -> None:
-        self.entered.set()
-        self.release.wait(10)
 
 
 def test_units_queued_during_a_commit_are_committed_together(store: Store) -> None:
