@@ -54,6 +54,9 @@ from sim.slots import Slots, plan, plan_few
 
 S = ConnectorStatus
 _EPS_T = 1e-6
+# connector statuses a plan can set, as codes for comparing many rows at once (others: 0)
+_CHARGING, _SUSPENDED_EV, _SUSPENDED_EVSE = 1, 2, 3
+_STATUS_CODE = {S.CHARGING: _CHARGING, S.SUSPENDED_EV: _SUSPENDED_EV, S.SUSPENDED_EVSE: _SUSPENDED_EVSE}
 _FEW_ROWS = 16  # up to this many rows, per-row arithmetic beats numpy's per-call overhead
 
 
@@ -169,6 +172,7 @@ class Engine:
         self._charger_series = ["charger:" + c.charger_id for c in self.chargers]
         self._available = np.array([c.status is S.AVAILABLE for c in self.connectors])  # status Available
         self._claimed = np.array([c.vehicle is not None for c in self.connectors])  # a vehicle on it or coming
+        self._status_code = np.array([_STATUS_CODE.get(c.status, 0) for c in self.connectors], dtype=np.int8)
         self._queue_views: tuple[WaitingVehicle, ...] | None = None
         self._free_views = [
             FreeConnector(c.connector_id, c.charger.charger_id, c.charger.kind, c.charger.connector_kw)
@@ -509,6 +513,7 @@ class Engine:
         row = self._row_of[conn.connector_id]
         self.slots.suspended_ev[row] = status is S.SUSPENDED_EV
         self._available[row] = status is S.AVAILABLE
+        self._status_code[row] = _STATUS_CODE.get(status, 0)
         self.recorder.event(
             self.env.now,
             "connector_status",
@@ -758,20 +763,28 @@ class Engine:
         row_list = rows.tolist()
         if len(row_list) <= _FEW_ROWS:
             zero = plan_few(sl, row_list, kw.tolist(), now, self.tolerance)
+            soc, target = sl.soc, sl.target
+            for j, z in zip(row_list, zero, strict=True):
+                self._show_plan(j, z, z and soc.item(j) >= target.item(j) - _EPS_SOC)
         else:
-            zero = plan(sl, rows, kw, now, self.tolerance).tolist()
-        soc, target = sl.soc, sl.target
-        for j, z in zip(row_list, zero, strict=True):
-            conn = self.connectors[j]
-            if not z:
-                self._set_status(conn, S.CHARGING)
-            elif not conn.charger.faulted:
-                full = soc.item(j) >= target.item(j) - _EPS_SOC
-                self._set_status(conn, S.SUSPENDED_EV if full else S.SUSPENDED_EVSE)
+            zero_rows = plan(sl, rows, kw, now, self.tolerance)
+            full = sl.soc[rows] >= sl.target[rows] - _EPS_SOC
+            wanted = np.where(zero_rows, np.where(full, _SUSPENDED_EV, _SUSPENDED_EVSE), _CHARGING)
+            moved = np.flatnonzero(wanted != self._status_code[rows])  # most rows keep their status
+            for k in moved.tolist():
+                self._show_plan(row_list[k], bool(zero_rows[k]), bool(full[k]))
         mode = sl.mode
         self._any_power = bool(mode.any())
         self._curve_rows = self._any_power and bool((mode == 2).any())
         self._close_spans(now, row_list)
+
+    def _show_plan(self, row: int, zero: bool, full: bool) -> None:
+        """The connector status a new plan implies: Charging, or suspended by the EV or the EVSE."""
+        conn = self.connectors[row]
+        if not zero:
+            self._set_status(conn, S.CHARGING)
+        elif not conn.charger.faulted:
+            self._set_status(conn, S.SUSPENDED_EV if full else S.SUSPENDED_EVSE)
 
     def _close_spans(self, now: float, rows: list[int] | None = None, force: bool = False) -> None:
         """Close the power span of the chargers of ``rows`` (all when None) if their power moved.
