@@ -690,6 +690,9 @@ class Engine:
         sl = self.slots
         soc = sl.soc
         active = sl.occupied & (soc < sl.target - _EPS_SOC)
+        full = sl.occupied & ~active & (sl.mode != 0)
+        if full.any():
+            self._stop_full(np.flatnonzero(full), now)
         epoch = self.epoch_s
         grid = site.limit_kw - site.base_kw + site.pv_kw
         if self.battery is not None:
@@ -864,6 +867,8 @@ class Engine:
         now = self.env.now
         sl = self.slots
         hit = np.flatnonzero(sl.next_t <= now + _EPS_T)
+        if len(hit) > 1:  # simultaneous breakpoints in plug-in order, not connector order
+            hit = hit[np.argsort(sl.rank[hit], kind="stable")]
         soc, cap, target, crit, hi = sl.soc, sl.cap, sl.target, sl.crit, sl.hi
         done = []
         for j in hit.tolist():
@@ -881,21 +886,50 @@ class Engine:
             s = self._row_session[j]
             if snapped >= tgt - 1e-7:
                 done.append(j)
-                self.recorder.vehicle(now, s.vehicle.spec.vehicle_id, snapped, "plugged", "target_reached")
-                if self.ops.plug_swap:
-                    self._dirty_decide = True
+                self._target_reached(s, snapped, now)
             elif snapped >= hi.item(j):
                 sl.set_piece(j, s.curve, snapped)  # on to the next piece of the curve
-            v = s.vehicle
-            ready = v.ready
-            if v.wait_soc is not None and snapped >= v.wait_soc - 1e-7 and ready is not None and not ready.triggered:
-                ready.succeed()
+            self._check_ready(s, snapped)
         if done:
             self._apply_limits(np.array(done), np.zeros(len(done)), now)
         if self._throttled or self.battery is not None or self._dirty_alloc or not self._local_update(hit, now):
             self._request(alloc=True)
         elif self._dirty_decide:
             self._request()
+
+    def _target_reached(self, s: Session, soc: float, now: float) -> None:
+        self.recorder.vehicle(now, s.vehicle.spec.vehicle_id, soc, "plugged", "target_reached")
+        if self.ops.plug_swap:
+            self._dirty_decide = True
+
+    def _check_ready(self, s: Session, soc: float) -> None:
+        """Release a delayed departure once the vehicle has the SoC it waits for."""
+        v = s.vehicle
+        ready = v.ready
+        if v.wait_soc is not None and soc >= v.wait_soc - 1e-7 and ready is not None and not ready.triggered:
+            ready.succeed()
+
+    def _stop_full(self, rows: np.ndarray, now: float) -> None:
+        """Stop sessions that reached their target by integration, a hair before their own timer.
+
+        Rounding can bring SoC within the tolerance of the target before the breakpoint
+        event fires; such a session needs nothing more, so it is treated as at its
+        breakpoint now (SoC snapped to the target, its vehicle told, power to 0) instead
+        of drawing on until the timer.
+        """
+        sl = self.slots
+        for j in rows.tolist():
+            tgt = sl.target.item(j)
+            gained = max(tgt - sl.soc.item(j), 0.0) * sl.cap.item(j)
+            sl.kwh[j] += gained
+            sl.acc[j] += gained
+            sl.soc[j] = max(sl.soc.item(j), tgt)
+            s = self._row_session[j]
+            self._target_reached(s, sl.soc.item(j), now)
+            self._check_ready(s, sl.soc.item(j))
+        self._apply_limits(rows, np.zeros(len(rows)), now)
+        if self._dirty_decide:
+            self._request(decide=True)
 
     def _local_update(self, hit: np.ndarray, now: float) -> bool:
         """Re-plan only the sessions at a breakpoint, when no one else can gain from it.

@@ -27,6 +27,7 @@ from models.battery import ChargeCurve, _curve_hours
 EPS_SOC = 1e-9
 _FLAT = 1e-12  # |b| below this: the piece is flat (as in models.battery)
 _P_EPS = 1e-12  # power at or below this: the curve is exhausted (hours = inf)
+_HUGE_H = 1e18  # stands for "never" in per-row hour figures
 
 
 class Slots:
@@ -78,7 +79,9 @@ class Slots:
         self.eff[j] = eff
         self.inv_eff[j] = 1.0 / eff
         self.target[j] = target
-        self.target_h[j] = curve._hours_from_zero(target)
+        # an unreachable target (the curve reaches 0 kW first) is inf hours away; a huge
+        # finite figure keeps the same order without inf - inf warnings in the arrays
+        self.target_h[j] = min(curve._hours_from_zero(target), _HUGE_H)
         self.next_t[j] = math.inf
         self.crit[j] = math.inf
         self.kwh[j] = 0.0
@@ -122,7 +125,7 @@ class Slots:
         self.safe_b[j] = b if sloped else 1.0
         self.lo[j] = curve.socs[i]
         self.hi[j] = curve.socs[i + 1]
-        self.unit_h[j] = curve._unit_hours[i]
+        self.unit_h[j] = min(curve._unit_hours[i], _HUGE_H)
 
     def soc_at(self, j: int, hours: float) -> float:
         """Row j's SoC ``hours`` after its last integration (scalar, for one vehicle)."""

@@ -458,3 +458,44 @@ def test_a_strategy_registered_in_list_form_drives_the_engine() -> None:
     chargers = result.power[result.power["series"].str.startswith("charger:")]
     assert chargers["value"].max() <= 50.0 / 0.9 + 1e-6
     assert result.sessions["kwh"].sum() > 100
+
+
+def test_a_session_full_by_rounding_is_stopped_at_the_next_allocation_not_at_its_timer() -> None:
+    """A battery approaching a 100 % target exponentially gets within 1e-9 of it between its own
+    breakpoints; the next allocation (other vehicles come and go) must stop it there."""
+    depot = scenario(
+        **{
+            "duration": "1d",
+            "site.grid_kw": 140,
+            "chargers.dc.connector_kw": 50,
+            "chargers.dc.efficiency": 1.0,
+            "chargers.ac": {"count": 100, "kind": "ac", "connector_kw": 11, "efficiency": 1.0, "standby_kw": 0},
+            # power falls linearly to 0 kW at 100 %: the target is approached exponentially
+            "fleet.vehicle_types.bus.battery_kwh": 68,
+            "fleet.vehicle_types.bus.max_dc_kw": 50,
+            "fleet.vehicle_types.bus.charge_curve": [{"soc": 0, "kw": 50}, {"soc": 1.0, "kw": 0}],
+            "fleet.vehicle_types.car": {
+                "battery_kwh": 60, "consumption_kwh_per_km": 0.2, "max_dc_kw": 0, "max_ac_kw": 11,
+            },
+            "fleet.groups.g.initial_soc": 0.999,
+            "fleet.groups.g.schedule": {"blocks": [{"pull_out": "23:30", "pull_in": "23:50", "km": 10}]},
+            # other traffic: an AC car arrives or leaves every few minutes, each a new allocation
+            "fleet.groups.c": {
+                "vehicle_type": "car", "count": 96, "initial_soc": 0.5,
+                "schedule": {"blocks": [{"pull_out": "00:30", "pull_in": "01:00", "km": 20}], "stagger_minutes": 1440},
+            },
+            "operations.target_soc": 1.0,
+            "operations.plug_in_delay_minutes": 0,
+            "charging.reallocation_tolerance": 0.2,
+        }
+    )  # fmt: skip
+    result = run_scenario(depot)
+    events = result.events
+    bus = events[(events["connector_id"] == "dc-01/1") & (events["kind"] == "connector_status")]
+    suspended = bus[bus["detail"] == "SuspendedEV"]["time"].iloc[0]
+    reached = result.vehicles[(result.vehicles["vehicle_id"] == "g-001")]
+    reached = reached[reached["event"] == "target_reached"]["time"].iloc[0]
+    # the allocation at 19:00 (a car's arrival) finds the bus full: it stops then, and
+    # says so then, not at its next taper breakpoint minutes later
+    assert suspended == pd.Timestamp("2025-06-02 19:00:00", tz="UTC")
+    assert reached == suspended
