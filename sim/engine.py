@@ -89,12 +89,12 @@ class Session:
     engine's :class:`~sim.slots.Slots` (one row per connector)."""
 
     __slots__ = (
-        "sid", "vehicle", "connector", "charger", "curve", "target", "row", "slots",
+        "sid", "vehicle", "connector", "charger", "curve", "target", "row",
         "plug_in", "soc_in", "queued_at", "next_dep",
     )  # fmt: skip
 
     def __init__(self, sid: int, vehicle: VehicleState, connector: Connector, curve: ChargeCurve,
-                 target: float, now: float, row: int, slots: Slots) -> None:  # fmt: skip
+                 target: float, now: float, row: int) -> None:  # fmt: skip
         self.sid = sid
         self.vehicle = vehicle
         self.connector = connector
@@ -102,16 +102,10 @@ class Session:
         self.curve = curve
         self.target = target
         self.row = row
-        self.slots = slots
         self.plug_in = now
         self.soc_in = vehicle.soc
         self.queued_at = vehicle.queued_at if vehicle.queued_at is not None else now
         self.next_dep = vehicle.next_departure  # as known when the vehicle plugged in
-
-    @property
-    def soc(self) -> float:
-        """SoC at the engine's last integration."""
-        return float(self.slots.soc[self.row])
 
 
 @dataclass(slots=True)
@@ -419,7 +413,7 @@ class Engine:
         curve = self._curve_for(v, conn)
         row = self._row_of[conn.connector_id]
         target = self.ops.target_soc
-        session = Session(self._next_sid, v, conn, curve, target, now, row, self.slots)
+        session = Session(self._next_sid, v, conn, curve, target, now, row)
         dep = self.epoch_s + v.next_departure if v.next_departure is not None else math.nan
         self.slots.open(row, v.soc, v.spec.battery_kwh, conn.charger.efficiency, target, curve, session.sid, dep)
         if v.wait_soc is not None:

@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from models.battery import ChargeCurve, _curve_hours
+from models.battery import ChargeCurve, _curve_hours, _curve_soc
 
 EPS_SOC = 1e-9
 _FLAT = 1e-12  # |b| below this: the piece is flat (as in models.battery)
@@ -137,8 +137,7 @@ class Slots:
         if mode == 1:
             new = soc + float(self.power[j]) * hours / cap
         else:
-            a, b = float(self.a[j]), float(self.b[j])
-            new = soc + hours * a / cap if abs(b) < _FLAT else soc + (a + b * soc) / b * math.expm1(b * hours / cap)
+            new = _curve_soc(self.a.item(j), self.b.item(j), soc, hours, cap)
         return min(new, float(self.ceil[j]))
 
     # --- vectorised ------------------------------------------------------------------------
@@ -189,13 +188,6 @@ def curve_hours(a: np.ndarray, b: np.ndarray, s0: np.ndarray, s1: np.ndarray, ca
     if dead.any():
         hours = np.where(dead, np.where(s1 > s0, math.inf, 0.0), hours)
     return hours
-
-
-def curve_soc(a: np.ndarray, b: np.ndarray, s0: np.ndarray, hours: float | np.ndarray, cap: np.ndarray) -> np.ndarray:
-    """Vectorised :func:`models.battery._curve_soc`."""
-    flat = np.abs(b) < _FLAT
-    safe_b = np.where(flat, 1.0, b)
-    return np.where(flat, s0 + hours * a / cap, s0 + (a + b * s0) / safe_b * np.expm1(b * hours / cap))
 
 
 def plan(slots: Slots, rows: np.ndarray, kw: np.ndarray, now: float, tolerance: float) -> np.ndarray:
