@@ -36,6 +36,7 @@ from models.site import SiteChange, StationaryBattery, site_timeline
 from models.tariff import TouPrices
 from scenarios.config import ChargerFault, ChargerRepair, SiteLimit, VehicleLate
 from scenarios.loader import LoadedScenario
+from sim import slot_kernels as K
 from sim.clock import SimClock
 from sim.errors import PolicyError
 from sim.operator import (
@@ -50,13 +51,12 @@ from sim.operator import (
 )
 from sim.recorder import Recorder
 from sim.slots import EPS_SOC as _EPS_SOC
-from sim.slots import Slots, plan, plan_few
+from sim.slots import Slots
 
 S = ConnectorStatus
 _EPS_T = 1e-6
-# connector statuses a plan can set, as codes for comparing many rows at once (others: 0)
-_CHARGING, _SUSPENDED_EV, _SUSPENDED_EVSE = 1, 2, 3
-_STATUS_CODE = {S.CHARGING: _CHARGING, S.SUSPENDED_EV: _SUSPENDED_EV, S.SUSPENDED_EVSE: _SUSPENDED_EVSE}
+# connector statuses a plan can set, as the codes the compiled steps compare (others: 0)
+_STATUS_CODE = {S.CHARGING: K.CHARGING, S.SUSPENDED_EV: K.SUSPENDED_EV, S.SUSPENDED_EVSE: K.SUSPENDED_EVSE}
 _FEW_ROWS = 16  # up to this many rows, per-row arithmetic beats numpy's per-call overhead
 
 
@@ -155,6 +155,7 @@ class Engine:
         )  # fmt: skip
         # one row per connector; capacity-group memberships are fixed for the run
         self.slots = Slots(len(self.connectors))
+        self.slots.status[:] = [_STATUS_CODE.get(c.status, 0) for c in self.connectors]
         self._row_of = {conn.connector_id: j for j, conn in enumerate(self.connectors)}
         self._row_session: list[Session | None] = [None] * len(self.connectors)
         charger_index = {id(c): k for k, c in enumerate(self.chargers)}
@@ -166,7 +167,6 @@ class Engine:
         self._charger_series = ["charger:" + c.charger_id for c in self.chargers]
         self._available = np.array([c.status is S.AVAILABLE for c in self.connectors])  # status Available
         self._claimed = np.array([c.vehicle is not None for c in self.connectors])  # a vehicle on it or coming
-        self._status_code = np.array([_STATUS_CODE.get(c.status, 0) for c in self.connectors], dtype=np.int8)
         self._queue_views: tuple[WaitingVehicle, ...] | None = None
         self._free_views = [
             FreeConnector(c.connector_id, c.charger.charger_id, c.charger.kind, c.charger.connector_kw)
@@ -175,8 +175,11 @@ class Engine:
         members = [(j, g) for j, conn in enumerate(self.connectors) for g in conn.charger.group_ids]
         self._member_row = np.array([m[0] for m in members], dtype=np.int64)
         self._member_group = np.array([m[1] for m in members], dtype=np.int64)
+        sl = self.slots  # the allocator reads the rows' arrays in place
+        self._table = SessionTable(
+            sl.max_kw, sl.eff, sl.energy, sl.dep, sl.hours, sl.limit, sl.rank, self._member_row, self._member_group
+        )
         self._any_power = False  # some row draws power (else integration is skipped)
-        self._curve_rows = False  # some row follows its charge curve (mode 2)
         self._waits = 0  # vehicles waiting for a SoC to depart (their rows are re-planned at every allocation)
         self.tolerance = cfg.charging.reallocation_tolerance
         self.preemption_h = cfg.charging.preemption_margin_minutes / 60.0
@@ -505,9 +508,8 @@ class Engine:
         check_transition(conn.status, status)
         conn.status = status
         row = self._row_of[conn.connector_id]
-        self.slots.suspended_ev[row] = status is S.SUSPENDED_EV
         self._available[row] = status is S.AVAILABLE
-        self._status_code[row] = _STATUS_CODE.get(status, 0)
+        self.slots.status[row] = _STATUS_CODE.get(status, 0)
         self.recorder.event(
             self.env.now,
             "connector_status",
@@ -639,7 +641,7 @@ class Engine:
         hours = (now - start) / 3600.0
         delivered = drawn = 0.0
         if self._any_power:
-            delivered, drawn = self.slots.integrate(hours, self._curve_rows)
+            delivered, drawn = self.slots.integrate(hours)
         self._record_segment(start, now, hours, delivered, drawn)
         if self.battery is not None:
             self.battery.advance(hours, self._batt_kw)
@@ -682,41 +684,25 @@ class Engine:
         self.allocations += 1
         site = self.site
         sl = self.slots
-        soc = sl.soc
-        active = sl.occupied & (soc < sl.target - _EPS_SOC)
-        full = sl.occupied & ~active & (sl.mode != 0)
-        if full.any():
-            self._stop_full(np.flatnonzero(full), now)
+        n_active, n_full = sl.allocation_inputs(self._needs_hours)
+        if n_full:
+            self._stop_full(sl.full_rows(n_full), now)
         epoch = self.epoch_s
         grid = site.limit_kw - site.base_kw + site.pv_kw
         if self.battery is not None:
             grid += self.battery.available_discharge_kw()
-        any_active = bool(active.any())
-        if any_active:
-            max_kw = np.where(active, np.maximum(sl.a + sl.b * soc, 0.0), 0.0)
-            energy = np.where(active, (sl.target - soc) * sl.cap, 0.0)
-            hours = np.where(active, sl.hours_to_target(), 0.0) if self._needs_hours else np.zeros(sl.rows)
+        if n_active:
             prices: tuple[tuple[float, float], ...] = ()
             if self._needs_prices:
-                deps = sl.dep[active]
+                deps = sl.dep[sl.active]
                 last = float(np.nanmax(deps)) if not np.isnan(deps).all() else epoch + now
                 prices = self._prices_from(epoch + now, max(last, epoch + now + 86400.0))
             snapshot = SiteSnapshot(max(grid, 0.0), self.groups, prices, self.preemption_h)
-            table = SessionTable(
-                max_kw, sl.eff, energy, sl.dep, hours, sl.limit, sl.rank, self._member_row, self._member_group
-            )
             if self.kernel is not None:
-                kw = self.kernel(snapshot, table, epoch + now)
+                kw = self.kernel(snapshot, self._table, epoch + now)
             else:
-                kw = self._allocate_listed(snapshot, table, active, epoch + now)
-            self._throttled = bool((kw < max_kw - 1e-9).any())  # idle rows: 0 < -1e-9 is False
-            # a row keeps its plan while its limit is the same (so is its regime: limit or
-            # curve) unless it is at its breakpoint now or waits for a SoC to depart;
-            # rows that stopped needing energy were planned to 0 when they reached it
-            change = (kw != sl.limit) | (sl.next_t <= now + _EPS_T)
-            if self._waits:
-                change |= ~np.isnan(sl.wait)
-            rows = np.flatnonzero(change & active)
+                kw = self._allocate_listed(snapshot, self._table, sl.active, epoch + now)
+            rows, self._throttled = sl.changed_rows(kw, now + _EPS_T, self._waits > 0)
             if len(rows):
                 self._apply_limits(rows, kw[rows], now)
         else:
@@ -757,23 +743,14 @@ class Engine:
     def _apply_limits(self, rows: np.ndarray, kw: np.ndarray, now: float) -> None:
         """Give ``rows`` their new limits; update connector statuses and power spans."""
         sl = self.slots
-        row_list = rows.tolist()
-        if len(row_list) <= _FEW_ROWS:
-            zero = plan_few(sl, row_list, kw.tolist(), now, self.tolerance)
-            soc, target = sl.soc, sl.target
-            for j, z in zip(row_list, zero, strict=True):
-                self._show_plan(j, z, z and soc.item(j) >= target.item(j) - _EPS_SOC)
-        else:
-            zero_rows = plan(sl, rows, kw, now, self.tolerance)
-            full = sl.soc[rows] >= sl.target[rows] - _EPS_SOC
-            wanted = np.where(zero_rows, np.where(full, _SUSPENDED_EV, _SUSPENDED_EVSE), _CHARGING)
-            moved = np.flatnonzero(wanted != self._status_code[rows])  # most rows keep their status
-            for k in moved.tolist():
-                self._show_plan(row_list[k], bool(zero_rows[k]), bool(full[k]))
-        mode = sl.mode
-        self._any_power = bool(mode.any())
-        self._curve_rows = self._any_power and bool((mode == 2).any())
-        self._close_spans(now, row_list)
+        moved = sl.plan(rows, kw, now, self.tolerance)
+        if moved:
+            for j, zero, full in zip(
+                sl.moved[:moved].tolist(), sl.moved_zero[:moved].tolist(), sl.moved_full[:moved].tolist(), strict=True
+            ):
+                self._show_plan(j, zero, full)
+        self._any_power = sl.any_power()
+        self._close_spans(now, rows.tolist())
 
     def _show_plan(self, row: int, zero: bool, full: bool) -> None:
         """The connector status a new plan implies: Charging, or suspended by the EV or the EVSE."""
