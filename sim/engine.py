@@ -159,11 +159,12 @@ class Engine:
         self._row_of = {conn.connector_id: j for j, conn in enumerate(self.connectors)}
         self._row_session: list[Session | None] = [None] * len(self.connectors)
         charger_index = {id(c): k for k, c in enumerate(self.chargers)}
-        self._row_charger_list = [charger_index[id(conn.charger)] for conn in self.connectors]
-        self._row_charger = np.array(self._row_charger_list, dtype=np.int64)
-        self._charger_rows = [[self._row_of[conn.connector_id] for conn in c.connectors] for c in self.chargers]
-        self._single_connector = all(len(rows) == 1 for rows in self._charger_rows)
-        self._charger_row = np.array([rows[0] for rows in self._charger_rows], dtype=np.int64)  # if single
+        self._row_charger = np.array([charger_index[id(conn.charger)] for conn in self.connectors], dtype=np.int64)
+        charger_rows = [[self._row_of[conn.connector_id] for conn in c.connectors] for c in self.chargers]
+        # each charger's connector rows, flat: members[member_start[k]:member_start[k + 1]]
+        self._member_start = np.cumsum([0] + [len(rows) for rows in charger_rows], dtype=np.int64)
+        self._members = np.array([j for rows in charger_rows for j in rows], dtype=np.int64)
+        self._all_rows = np.arange(len(self.connectors), dtype=np.int64)
         self._charger_series = ["charger:" + c.charger_id for c in self.chargers]
         self._available = np.array([c.status is S.AVAILABLE for c in self.connectors])  # status Available
         self._claimed = np.array([c.vehicle is not None for c in self.connectors])  # a vehicle on it or coming
@@ -208,7 +209,13 @@ class Engine:
         # per-charger power is recorded per span between that charger's own changes
         # (exact average energy), not at every site-wide event: far fewer rows
         self._span_kw = np.zeros(len(self.chargers))
-        self._span_since = [0.0] * len(self.chargers)
+        self._span_since = np.zeros(len(self.chargers))
+        self._span_seen = np.zeros(len(self.chargers), dtype=bool)
+        self._span_out = (
+            np.zeros(len(self.chargers), dtype=np.int64), np.zeros(len(self.chargers)), np.zeros(len(self.chargers))
+        )
+        self._due_rows = np.zeros(len(self.connectors), dtype=np.int64)
+        self._due_kind = np.zeros(len(self.connectors), dtype=np.int8)
         self._batt_kw = 0.0
         self._fixed_levels: tuple[float, float, float] | None = None
         self.allocations = 0
@@ -452,7 +459,7 @@ class Engine:
         v.session = None
         v.state = "depot"
         self._claim(conn, None)
-        self._close_spans(now, [row])
+        self._close_spans(now, np.array([row]))
         rec = self.recorder
         rec.sessions.append((
             session.sid, v.spec.vehicle_id, v.spec.type_name, conn.charger.charger_id, conn.connector_id,
@@ -750,7 +757,7 @@ class Engine:
             ):
                 self._show_plan(j, zero, full)
         self._any_power = sl.any_power()
-        self._close_spans(now, rows.tolist())
+        self._close_spans(now, rows)
 
     def _show_plan(self, row: int, zero: bool, full: bool) -> None:
         """The connector status a new plan implies: Charging, or suspended by the EV or the EVSE."""
@@ -760,7 +767,7 @@ class Engine:
         elif not conn.charger.faulted:
             self._set_status(conn, S.SUSPENDED_EV if full else S.SUSPENDED_EVSE)
 
-    def _close_spans(self, now: float, rows: list[int] | None = None, force: bool = False) -> None:
+    def _close_spans(self, now: float, rows: np.ndarray | None = None, force: bool = False) -> None:
         """Close the power span of the chargers of ``rows`` (all when None) if their power moved.
 
         A span's value is its exact average (energy / duration). A span stays open while
@@ -768,49 +775,17 @@ class Engine:
         span start, so small re-shares (equal share moves every session a little at every
         event) do not add a row per charger per event.
         """
-        power = self.slots.power
-        span = self._span_kw
-        tol = self.tolerance
-        if rows is not None and len(rows) <= _FEW_ROWS:
-            chargers = self._row_charger_list
-            if self._single_connector:
-                totals = [(chargers[j], power.item(j)) for j in rows]
-            else:
-                charger_rows = self._charger_rows
-                totals = [(k, sum(power[charger_rows[k]].tolist())) for k in {chargers[j] for j in rows}]
-            moved = []
-            for k, kw in totals:
-                old = span.item(k)
-                if force or not (kw == old or (kw > 0 and old > 0 and abs(kw - old) <= tol * max(old, kw))):
-                    moved.append((k, kw))
-        else:
-            if self._single_connector:
-                total = power[self._charger_row]
-            else:
-                total = np.bincount(self._row_charger, weights=power, minlength=len(self.chargers))
-            if force:
-                changed = np.arange(len(total))
-            else:
-                small = (total > 0) & (span > 0) & (np.abs(total - span) <= tol * np.maximum(span, total))
-                changed = np.flatnonzero((total != span) & ~small)
-            moved = list(zip(changed.tolist(), total[changed].tolist(), strict=True))
-        acc = self.slots.acc
-        since = self._span_since
-        for k, kw in moved:
-            span[k] = kw
-            start = since[k]
-            if now <= start:
-                continue
-            members = self._charger_rows[k]
-            if len(members) == 1:
-                j = members[0]
-                energy = acc.item(j)
-                acc[j] = 0.0
-            else:
-                energy = float(acc[members].sum())
-                acc[members] = 0.0
-            self.recorder.level(self._charger_series[k], start, energy * 3600.0 / (now - start))
-            since[k] = now
+        chargers, starts, values = self._span_out
+        n = K.close_spans(
+            self.slots.f, self._span_kw, self._span_since, self._all_rows if rows is None else rows,
+            self._row_charger, self._member_start, self._members, self._span_seen, now, self.tolerance, force,
+            chargers, starts, values,
+        )  # fmt: skip
+        if n:
+            level = self.recorder.level
+            series = self._charger_series
+            for k, start, kw in zip(chargers[:n].tolist(), starts[:n].tolist(), values[:n].tolist(), strict=True):
+                level(series[k], start, kw)
 
     def _schedule_timer(self, now: float) -> None:
         """Keep exactly one live timer, at the earliest session or battery breakpoint."""
@@ -837,28 +812,18 @@ class Engine:
         self._flush()
         now = self.env.now
         sl = self.slots
-        hit = np.flatnonzero(sl.next_t <= now + _EPS_T)
-        if len(hit) > 1:  # simultaneous breakpoints in plug-in order, not connector order
-            hit = hit[np.argsort(sl.rank[hit], kind="stable")]
-        soc, cap, target, crit, hi = sl.soc, sl.cap, sl.target, sl.crit, sl.hi
+        # simultaneous breakpoints in plug-in order, not connector order; SoC snapped to them
+        n = K.due_breakpoints(sl.f, sl.rank, now + _EPS_T, self._due_rows, self._due_kind)
+        hit = self._due_rows[:n].copy()
+        soc = sl.soc
         done = []
-        for j in hit.tolist():
-            # snap to the breakpoint: float rounding must not leave SoC a hair below it
-            # (that would schedule the same instant again and again)
-            s0 = float(soc[j])
-            tgt = float(target[j])
-            snapped = max(s0, min(float(crit[j]), tgt))
-            if snapped >= tgt - 1e-7:
-                snapped = max(snapped, tgt)
-            gained = (snapped - s0) * float(cap[j])
-            sl.kwh[j] += gained
-            sl.acc[j] += gained
-            soc[j] = snapped
+        for j, kind in zip(hit.tolist(), self._due_kind[:n].tolist(), strict=True):
             s = self._row_session[j]
-            if snapped >= tgt - 1e-7:
+            snapped = soc.item(j)
+            if kind == 1:
                 done.append(j)
                 self._target_reached(s, snapped, now)
-            elif snapped >= hi.item(j):
+            elif kind == 2:
                 sl.set_piece(j, s.curve, snapped)  # on to the next piece of the curve
             self._check_ready(s, snapped)
         if done:

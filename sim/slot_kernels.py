@@ -274,3 +274,104 @@ def any_power(mode: np.ndarray) -> bool:
         if mode[j] != 0:
             return True
     return False
+
+
+@njit(cache=True)
+def close_spans(
+    f: np.ndarray,
+    span_kw: np.ndarray,
+    since: np.ndarray,
+    rows: np.ndarray,
+    row_charger: np.ndarray,
+    member_start: np.ndarray,
+    members: np.ndarray,
+    seen: np.ndarray,
+    now: float,
+    tolerance: float,
+    force: bool,
+    out_charger: np.ndarray,
+    out_start: np.ndarray,
+    out_kw: np.ndarray,
+) -> int:
+    """Close the power span of the chargers of ``rows`` whose power moved; return how many.
+
+    A charger's power is the sum over its connector rows (``members[member_start[k]:
+    member_start[k + 1]]``). Its span stays open while that power stays within
+    ``tolerance`` of the span's value (``span_kw``); otherwise (or when ``force``) the
+    span takes the new value, and if it lasted, the closed span's exact average (the
+    energy delivered since ``since``) is reported in ``out_*`` and its energy reset.
+    ``seen`` is scratch, all False on entry and on return.
+    """
+    n = 0
+    for i in range(rows.shape[0]):
+        k = row_charger[rows[i]]
+        if seen[k]:
+            continue
+        seen[k] = True
+        kw = 0.0
+        for m in range(member_start[k], member_start[k + 1]):
+            kw += f[POWER, members[m]]
+        old = span_kw[k]
+        if not force and (kw == old or (kw > 0 and old > 0 and abs(kw - old) <= tolerance * max(old, kw))):
+            continue
+        span_kw[k] = kw
+        start = since[k]
+        if now <= start:
+            continue
+        energy = 0.0
+        for m in range(member_start[k], member_start[k + 1]):
+            energy += f[ACC, members[m]]
+            f[ACC, members[m]] = 0.0
+        out_charger[n] = k
+        out_start[n] = start
+        out_kw[n] = energy * 3600.0 / (now - start)
+        since[k] = now
+        n += 1
+    for i in range(rows.shape[0]):
+        seen[row_charger[rows[i]]] = False
+    return n
+
+
+@njit(cache=True)
+def due_breakpoints(
+    f: np.ndarray, rank: np.ndarray, due: float, out_rows: np.ndarray, out_kind: np.ndarray
+) -> int:
+    """Snap the rows whose breakpoint is due (``next_t <= due``) to it; return how many.
+
+    Float rounding must not leave SoC a hair below a breakpoint (that would schedule
+    the same instant again and again), so each due row's SoC is set to its breakpoint
+    SoC, and the energy of that last step is booked. Rows come out in plug-in order
+    (``rank``), with ``out_kind`` 1 when the row reached its target, 2 when it reached
+    the end of its curve piece, else 0.
+    """
+    n = 0
+    for j in range(f.shape[1]):
+        if f[NEXT_T, j] <= due:
+            # insertion by rank: few rows are due at once
+            i = n
+            while i > 0 and rank[out_rows[i - 1]] > rank[j]:
+                out_rows[i] = out_rows[i - 1]
+                i -= 1
+            out_rows[i] = j
+            n += 1
+    for i in range(n):
+        j = out_rows[i]
+        s0 = f[SOC, j]
+        target = f[TARGET, j]
+        crit = f[CRIT, j]
+        snapped = crit if crit < target else target
+        if s0 > snapped:
+            snapped = s0
+        if snapped >= target - 1e-7 and target > snapped:
+            snapped = target
+        gained = (snapped - s0) * f[CAP, j]
+        f[KWH, j] += gained
+        f[ACC, j] += gained
+        f[SOC, j] = snapped
+        if snapped >= target - 1e-7:
+            out_kind[i] = 1
+        elif snapped >= f[HI, j]:
+            out_kind[i] = 2
+        else:
+            out_kind[i] = 0
+    return n
