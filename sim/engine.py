@@ -215,6 +215,8 @@ class Engine:
             np.zeros(len(self.chargers), dtype=np.int64), np.zeros(len(self.chargers)), np.zeros(len(self.chargers))
         )
         self._due_rows = np.zeros(len(self.connectors), dtype=np.int64)
+        self._free_rows = np.zeros(len(self.connectors), dtype=np.int64)
+        self._full_rows = np.zeros(len(self.connectors), dtype=np.int64)
         self._due_kind = np.zeros(len(self.connectors), dtype=np.int8)
         self._batt_kw = 0.0
         self._fixed_levels: tuple[float, float, float] | None = None
@@ -560,18 +562,21 @@ class Engine:
 
     def _decide(self) -> None:
         now = self.env.now
+        sl = self.slots
+        n_free, n_full = K.free_and_full(
+            sl.f, sl.occupied, sl.rank, self._available, self._claimed, self.ops.plug_swap, self._free_rows,
+            self._full_rows,
+        )  # fmt: skip
         views = self._free_views
-        free = tuple(views[j] for j in np.flatnonzero(self._available & ~self._claimed).tolist())
+        free = tuple(views[j] for j in self._free_rows[:n_free].tolist())
         full: tuple[FullVehicle, ...] = ()
-        if self.ops.plug_swap:
-            sl = self.slots
-            full_rows = (sl.occupied & (sl.soc >= sl.target - _EPS_SOC)).tolist()
+        if n_full:
+            sessions = [self._row_session[j] for j in self._full_rows[:n_full].tolist()]
             full = tuple(
-                FullVehicle(
-                    s.vehicle.spec.vehicle_id, s.connector.connector_id, s.charger.kind, s.vehicle.next_departure
-                )
-                for s in self.sessions
-                if full_rows[s.row]
+                FullVehicle(v.spec.vehicle_id, s.connector.connector_id, s.charger.kind, v.next_departure)
+                for s in sessions
+                if s is not None
+                for v in (s.vehicle,)
             )
         if not free and not full:
             return

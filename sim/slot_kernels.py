@@ -375,3 +375,32 @@ def due_breakpoints(
         else:
             out_kind[i] = 0
     return n
+
+
+@njit(cache=True)
+def free_and_full(
+    f: np.ndarray,
+    occupied: np.ndarray,
+    rank: np.ndarray,
+    available: np.ndarray,
+    claimed: np.ndarray,
+    with_full: bool,
+    free_out: np.ndarray,
+    full_out: np.ndarray,
+) -> tuple[int, int]:
+    """What the operator policy chooses from: free connector rows, and (when ``with_full``)
+    rows whose session reached its target, in plug-in order (``rank``); return both counts."""
+    n_free = 0
+    n_full = 0
+    for j in range(f.shape[1]):
+        if available[j] and not claimed[j]:
+            free_out[n_free] = j
+            n_free += 1
+        if with_full and occupied[j] and f[SOC, j] >= f[TARGET, j] - EPS_SOC:
+            i = n_full
+            while i > 0 and rank[full_out[i - 1]] > rank[j]:
+                full_out[i] = full_out[i - 1]
+                i -= 1
+            full_out[i] = j
+            n_full += 1
+    return n_free, n_full
