@@ -38,6 +38,7 @@ from scenarios.config import ChargerFault, ChargerRepair, SiteLimit, VehicleLate
 from scenarios.loader import LoadedScenario
 from sim import slot_kernels as K
 from sim.clock import SimClock
+from sim.environment import TimerEnvironment
 from sim.errors import PolicyError
 from sim.operator import (
     BUILTIN_POLICIES,
@@ -130,7 +131,7 @@ class Engine:
         cfg = loaded.config
         self.cfg = cfg
         self.ops = cfg.operations
-        self.env = simpy.Environment()
+        self.env = TimerEnvironment()
         self.clock = SimClock(self.env, cfg.start_utc)
         self.epoch_s = cfg.start_utc.timestamp()
         self.horizon = cfg.duration.total_seconds()
@@ -204,8 +205,7 @@ class Engine:
         self._dirty_decide = False
         self._update_pending = False
         self._throttled = False
-        self._timer_t = math.inf
-        self._timer_gen = 0
+        self._timer_t = math.inf  # the breakpoint the environment's timer is set for
         # per-charger power is recorded per span between that charger's own changes
         # (exact average energy), not at every site-wide event: far fewer rows
         self._span_kw = np.zeros(len(self.chargers))
@@ -803,15 +803,13 @@ class Engine:
             t = math.inf
         if t == self._timer_t:
             return
-        self._timer_gen += 1
         self._timer_t = t
         if math.isfinite(t):
-            gen = self._timer_gen
-            self.env.timeout(max(t - now, 0.0)).callbacks.append(lambda _e: self._on_timer(gen))
+            self.env.set_timer(max(t - now, 0.0), self._on_timer)
+        else:
+            self.env.clear_timer()
 
-    def _on_timer(self, gen: int) -> None:
-        if gen != self._timer_gen:
-            return
+    def _on_timer(self) -> None:
         self._timer_t = math.inf
         self.sim_events += 1
         self._flush()

@@ -1,0 +1,64 @@
+"""A SimPy environment with one timer kept outside its event queue.
+
+The engine keeps exactly one wake-up at the earliest charging breakpoint, and moves
+it at most allocations (a new limit changes every affected session's breakpoint). As
+a SimPy timeout, every move leaves the old timeout in the queue to fire for nothing
+and costs an event object and two heap operations. Here the timer is a plain
+``(time, order, callback)`` slot that :meth:`step` compares with the head of the
+queue: moving it is an assignment, and the queue holds only the other processes'
+events, so its head is the next event that is not the engine's own
+(:meth:`next_foreign`).
+
+The slot takes its place in SimPy's order exactly as a timeout scheduled at the
+same moment would: same time arithmetic (``now + delay``), normal priority, and an
+insertion number drawn from the environment's own counter. Runs are therefore
+event-for-event the same as with a timeout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import simpy
+from simpy.core import NORMAL, Infinity
+
+
+class TimerEnvironment(simpy.Environment):
+    """:class:`simpy.Environment` plus one replaceable timer (see the module docstring)."""
+
+    def __init__(self, initial_time: float = 0) -> None:
+        super().__init__(initial_time)
+        self._timer: tuple[float, int, Callable[[], None]] | None = None
+
+    def set_timer(self, delay: float, callback: Callable[[], None]) -> None:
+        """Call ``callback`` after ``delay`` seconds, replacing any timer not yet fired."""
+        if delay < 0:
+            raise ValueError(f"negative delay {delay}")
+        self._timer = (self._now + delay, next(self._eid), callback)
+
+    def clear_timer(self) -> None:
+        """Drop the timer, if any."""
+        self._timer = None
+
+    def next_foreign(self) -> float:
+        """Time of the next queued event other than the timer (``inf`` if none)."""
+        return super().peek()
+
+    def peek(self) -> float:
+        timer = self._timer
+        head = super().peek()
+        return head if timer is None or head < timer[0] else timer[0]
+
+    def step(self) -> None:
+        timer = self._timer
+        if timer is not None:
+            queue = self._queue
+            if not queue or (timer[0], NORMAL, timer[1]) < queue[0][:3]:
+                self._timer = None
+                self._now = timer[0]
+                timer[2]()
+                return
+        super().step()
+
+
+__all__ = ["Infinity", "TimerEnvironment"]
