@@ -36,6 +36,7 @@ from models.site import SiteChange, StationaryBattery, site_timeline
 from models.tariff import TouPrices
 from scenarios.config import ChargerFault, ChargerRepair, SiteLimit, VehicleLate
 from scenarios.loader import LoadedScenario
+from sim import fast_forward as FF
 from sim import slot_kernels as K
 from sim.clock import SimClock
 from sim.environment import TimerEnvironment
@@ -127,7 +128,18 @@ class Engine:
         loaded: LoadedScenario,
         policy: OperatorPolicy | None = None,
         progress: Callable[[float], None] | None = None,
+        *,
+        fast_forward: bool = True,
     ) -> None:
+        """Args:
+            loaded: the validated scenario.
+            policy: the operator policy (default: the scenario's ``operations.assignment``).
+            progress: called with the completed fraction (0..1) as the run advances.
+            fast_forward: run breakpoints that need no decision in compiled code
+                (:mod:`sim.fast_forward`) where the run allows it. Off, every breakpoint
+                is a SimPy event; results are the same either way (the tests hold
+                them equal), only slower.
+        """
         cfg = loaded.config
         self.cfg = cfg
         self.ops = cfg.operations
@@ -166,7 +178,13 @@ class Engine:
         self._member_start = np.cumsum([0] + [len(rows) for rows in charger_rows], dtype=np.int64)
         self._members = np.array([j for rows in charger_rows for j in rows], dtype=np.int64)
         self._all_rows = np.arange(len(self.connectors), dtype=np.int64)
-        self._charger_series = ["charger:" + c.charger_id for c in self.chargers]
+        self._charger_series = [self.recorder.level_id("charger:" + c.charger_id) for c in self.chargers]
+        # ids in the order the series are first recorded (run() opens the PV ones at 0)
+        pv_ids = (self.recorder.level_id("pv"), self.recorder.level_id("pv_curtailed"))
+        self._site_series = (
+            *(self.recorder.level_id(name) for name in ("grid", "load", "chargers", "delivered")),
+            *pv_ids,
+        )
         self._available = np.array([c.status is S.AVAILABLE for c in self.connectors])  # status Available
         self._claimed = np.array([c.vehicle is not None for c in self.connectors])  # a vehicle on it or coming
         self._queue_views: tuple[WaitingVehicle, ...] | None = None
@@ -217,11 +235,23 @@ class Engine:
         self._due_rows = np.zeros(len(self.connectors), dtype=np.int64)
         self._free_rows = np.zeros(len(self.connectors), dtype=np.int64)
         self._full_rows = np.zeros(len(self.connectors), dtype=np.int64)
+        self._curve_table = FF.CurveTable()
+        self._row_curve = np.zeros(len(self.connectors), dtype=np.int64)
         self._due_kind = np.zeros(len(self.connectors), dtype=np.int8)
         self._batt_kw = 0.0
         self._fixed_levels: tuple[float, float, float] | None = None
         self.allocations = 0
         self.sim_events = 0
+        self.fast_forwarded = 0  # breakpoints handled by sim.fast_forward
+        self._ff: FF.Loop | None = None
+        if fast_forward and self._may_fast_forward():
+            self._ff_logs = FF.Logs(len(self.connectors), len(self.chargers))
+            self._ff = FF.Loop(
+                self.slots, self._row_curve, self._row_charger, self._member_start, self._members, self._span_kw,
+                self._span_since, np.array(self._site_series, dtype=np.int64),
+                np.array(self._charger_series, dtype=np.int64), self._due_rows, self._due_kind, self._ff_logs,
+            )  # fmt: skip
+            self._curve_table.bind(self._ff)
 
     # --- public --------------------------------------------------------------------------
     def run(self) -> None:
@@ -428,6 +458,9 @@ class Engine:
         session = Session(self._next_sid, v, conn, curve, target, now, row)
         dep = self.epoch_s + v.next_departure if v.next_departure is not None else math.nan
         self.slots.open(row, v.soc, v.spec.battery_kwh, conn.charger.efficiency, target, curve, session.sid, dep)
+        self._row_curve[row], added = self._curve_table.index(curve)
+        if added and self._ff is not None:
+            self._curve_table.bind(self._ff)
         if v.wait_soc is not None:
             self.slots.wait[row] = v.wait_soc
         self._row_session[row] = session
@@ -511,7 +544,7 @@ class Engine:
         conn.vehicle = vehicle_id
         self._claimed[self._row_of[conn.connector_id]] = vehicle_id is not None
 
-    def _set_status(self, conn: Connector, status: ConnectorStatus) -> None:
+    def _set_status(self, conn: Connector, status: ConnectorStatus, t: float | None = None) -> None:
         if conn.status is status:
             return
         check_transition(conn.status, status)
@@ -520,7 +553,7 @@ class Engine:
         self._available[row] = status is S.AVAILABLE
         self.slots.status[row] = _STATUS_CODE.get(status, 0)
         self.recorder.event(
-            self.env.now,
+            self.env.now if t is None else t,
             "connector_status",
             conn.vehicle,
             conn.charger.charger_id,
@@ -673,10 +706,12 @@ class Engine:
             batt = min(batt, max(demand - pv_used, 0.0))
         grid = max(demand - pv_used - max(batt, 0.0), 0.0)
         self._batt_kw = batt
-        rec.level("grid", start, grid)
-        rec.level("load", start, load)
-        rec.level("chargers", start, chargers_kw)
-        rec.level("delivered", start, delivered / hours)
+        level = rec.level_at
+        grid_id, load_id, chargers_id, delivered_id, pv_id, curtailed_id = self._site_series
+        level(grid_id, start, grid)
+        level(load_id, start, load)
+        level(chargers_id, start, chargers_kw)
+        level(delivered_id, start, delivered / hours)
         fixed = (site.base_kw, site.price, site.limit_kw)
         if fixed != self._fixed_levels:  # these move only at site changes: skip the calls
             self._fixed_levels = fixed
@@ -684,8 +719,8 @@ class Engine:
             rec.level("price", start, site.price)
             rec.level("limit", start, site.limit_kw if math.isfinite(site.limit_kw) else math.nan)
         if self.cfg.site.pv is not None:
-            rec.level("pv", start, pv_used)
-            rec.level("pv_curtailed", start, site.pv_kw - pv_used)
+            level(pv_id, start, pv_used)
+            level(curtailed_id, start, site.pv_kw - pv_used)
         if self.battery is not None:
             rec.level("battery", start, batt)
             rec.level("battery_soc", start, self.battery.soc)
@@ -787,7 +822,7 @@ class Engine:
             chargers, starts, values,
         )  # fmt: skip
         if n:
-            level = self.recorder.level
+            level = self.recorder.level_at
             series = self._charger_series
             for k, start, kw in zip(chargers[:n].tolist(), starts[:n].tolist(), values[:n].tolist(), strict=True):
                 level(series[k], start, kw)
@@ -801,11 +836,67 @@ class Engine:
                 t = min(t, now + hours * 3600.0)
         if t > self.horizon:
             t = math.inf
-        if t == self._timer_t:
+        if t != self._timer_t:
+            self._timer_t = t
+            if math.isfinite(t):
+                self.env.set_timer(max(t - now, 0.0), self._on_timer)
+            else:
+                self.env.clear_timer()
+        if (
+            self._ff is not None
+            and math.isfinite(t)
+            and not (self._update_pending or self._dirty_alloc or self._dirty_decide or self._waits)
+            and self.env.timer_time < self.env.next_foreign()
+            and self._fixed_levels == (self.site.base_kw, self.site.price, self.site.limit_kw)
+        ):
+            self._fast_forward(now)
+
+    def _may_fast_forward(self) -> bool:
+        """Whether :mod:`sim.fast_forward` can run this scenario's breakpoints (see there)."""
+        builtin = FF.builtin_kernel(self.strategy_name)
+        return builtin is not None and self.kernel is builtin and self.battery is None
+
+    def _fast_forward(self, now: float) -> None:
+        """Run the breakpoints before the next event of another process in compiled code.
+
+        See :mod:`sim.fast_forward`; then write what it logged, in order, and set the
+        timer where it stopped.
+        """
+        sl = self.slots
+        site = self.site
+        loop = self._ff
+        grid = site.limit_kw - site.base_kw + site.pv_kw
+        snapshot = SiteSnapshot(max(grid, 0.0), self.groups, (), self.preemption_h)  # as _reallocate builds it
+        has_pv = self.cfg.site.pv is not None
+        loop.run(
+            now, self._timer_t, self.env.timer_time, self._throttled, self.env.next_foreign(), self.horizon, _EPS_T,
+            self.tolerance, self._needs_hours, site.base_kw, site.pv_kw, has_pv, self.epoch_s, self.kernel,
+            snapshot, self._table,
+        )  # fmt: skip
+        steps = loop.steps
+        if not steps:
             return
-        self._timer_t = t
-        if math.isfinite(t):
-            self.env.set_timer(max(t - now, 0.0), self._on_timer)
+        self.sim_events += steps
+        self.fast_forwarded += steps
+        self.allocations += loop.allocations
+        logs = self._ff_logs
+        self.recorder.log_levels(logs.levels[: loop.n_levels])
+        n = loop.n_status
+        connectors = self.connectors
+        for t, j, code in zip(
+            logs.status_t[:n].tolist(), logs.status_row[:n].tolist(), logs.status_code[:n].tolist(), strict=True
+        ):
+            conn = connectors[j]
+            if code == K.CHARGING:
+                self._set_status(conn, S.CHARGING, t)
+            elif not conn.charger.faulted:
+                self._set_status(conn, S.SUSPENDED_EV if code == K.SUSPENDED_EV else S.SUSPENDED_EVSE, t)
+        self._seg_t = loop.now
+        self._throttled = loop.throttled
+        self._any_power = sl.any_power()
+        self._timer_t = loop.timer_t
+        if math.isfinite(loop.timer_t):
+            self.env.set_timer_at(loop.timer_at, self._on_timer)
         else:
             self.env.clear_timer()
 

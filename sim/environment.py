@@ -36,6 +36,17 @@ class TimerEnvironment(simpy.Environment):
             raise ValueError(f"negative delay {delay}")
         self._timer = (self._now + delay, next(self._eid), callback)
 
+    def set_timer_at(self, time: float, callback: Callable[[], None]) -> None:
+        """Like :meth:`set_timer`, for a time already computed as ``now + delay``."""
+        if time < self._now:
+            raise ValueError(f"timer time {time} is before now ({self._now})")
+        self._timer = (time, next(self._eid), callback)
+
+    @property
+    def timer_time(self) -> float:
+        """When the timer fires (``inf`` if none is set)."""
+        return self._timer[0] if self._timer is not None else Infinity
+
     def clear_timer(self) -> None:
         """Drop the timer, if any."""
         self._timer = None

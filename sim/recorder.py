@@ -23,6 +23,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+from sim.level_merge import merge_levels
 from sim.result import TABLES
 
 _NAT = np.iinfo(np.int64).min
@@ -30,6 +31,7 @@ _INT16_MAX = 32767
 _DTYPES = {"d": np.float64, "q": np.int64, "b": np.int8, "h": np.int16, "i": np.int32}
 _BATCH = 4096  # rows converted to columns at a time: small enough to stay cheap, large enough for C loops
 _Seg = tuple[np.ndarray, np.ndarray, np.ndarray]  # (start ns, end ns, value), sorted
+_LEVEL_BATCH = 1 << 16  # level changes logged before they are merged into segments
 
 
 _EVENT_CODES = ("e_kind", "e_vehicle", "e_charger", "e_connector", "e_detail")
@@ -178,9 +180,19 @@ class Recorder:
     def __init__(self, epoch: datetime) -> None:
         self.epoch = pd.Timestamp(epoch).tz_convert("UTC")
         self._epoch_us = float(self.epoch.value // 1_000)
-        # power: series -> (open value, open since, closed segments or None until the first)
-        self._open: dict[str, tuple[float, float, _Series | None]] = {}
-        self._series: dict[int, _Series] = {}  # by code: codes order the series as before
+        # power: level changes are logged as (series id, t, value) and merged into
+        # segments in batches by a compiled pass (_settle); per series id, the open value
+        # and since when, and its closed segments once it has some
+        self._level_ids: dict[str, int] = {}
+        self._level_names: list[str] = []
+        self._level_log = array("d")
+        self._open_value = np.zeros(0)
+        self._open_since = np.zeros(0)
+        self._is_open = np.zeros(0, dtype=bool)
+        self._level_seg: list[_Series | None] = []  # None until its first closed segment since opened
+        # power series names have their own codes, in order of their first closed segment
+        self._series_names = _Strings()
+        self._series: dict[int, _Series] = {}  # by code: codes order the series
         # strings of events and power series are stored once and referenced by integer
         # codes (-1 = none): a year of a large depot records millions of status changes
         # naming a few hundred ids
@@ -216,25 +228,71 @@ class Recorder:
     # --- power -----------------------------------------------------------------------
     def level(self, series: str, t: float, value: float) -> None:
         """Series ``series`` has ``value`` from ``t`` on (merged when unchanged)."""
-        current = self._open.get(series)
-        if current is None:
-            self._open[series] = (value, t, None)
+        self.level_at(self.level_id(series), t, value)
+
+    def level_id(self, series: str) -> int:
+        """The id :meth:`level_at` takes for ``series`` (for callers that record it often)."""
+        sid = self._level_ids.get(series)
+        if sid is None:
+            sid = self._level_ids[series] = len(self._level_names)
+            self._level_names.append(series)
+            self._open_value = np.append(self._open_value, 0.0)
+            self._open_since = np.append(self._open_since, 0.0)
+            self._is_open = np.append(self._is_open, False)
+            self._level_seg.append(None)
+        return sid
+
+    def level_at(self, series_id: int, t: float, value: float) -> None:
+        """:meth:`level` by series id: one append; merging into segments is batched.
+
+        A change is merged into the open value when equal (NaN equals NaN) or within
+        1e-9 relative; a segment shorter than 1 µs is not worth a row, so the new value
+        takes its time over and segments stay contiguous.
+        """
+        log = self._level_log
+        log.extend((series_id, t, value))
+        if len(log) >= 3 * _LEVEL_BATCH:
+            self._settle()
+
+    def log_levels(self, changes: np.ndarray) -> None:
+        """Many :meth:`level_at` calls at once: rows of (series id, t, value), in call order."""
+        if len(changes):
+            self._level_log.frombytes(np.ascontiguousarray(changes, dtype=np.float64).tobytes())
+            if len(self._level_log) >= 3 * _LEVEL_BATCH:
+                self._settle()
+
+    def _settle(self) -> None:
+        """Merge the logged level changes into the series' closed segments."""
+        log = self._level_log
+        if not len(log):
             return
-        old, since, seg = current
-        if old == value or (math.isnan(old) and math.isnan(value)) or abs(old - value) <= 1e-9 * max(1.0, abs(old)):
+        entries = np.frombuffer(log, dtype=np.float64).reshape(-1, 3)
+        ids = entries[:, 0].astype(np.int64)
+        n = len(ids)
+        out_id = np.empty(n, dtype=np.int64)
+        out_start = np.empty(n)
+        out_value = np.empty(n)
+        closed = merge_levels(
+            ids, entries[:, 1].copy(), entries[:, 2].copy(), self._open_value, self._open_since, self._is_open,
+            out_id, out_start, out_value,
+        )  # fmt: skip
+        del entries
+        del log[:]
+        if not closed:
             return
-        if t - since >= 1e-6:  # shorter than the µs timestamps resolve: not worth a row
+        out_id = out_id[:closed]
+        seen, first = np.unique(out_id, return_index=True)
+        for sid in seen[np.argsort(first)].tolist():  # in order of first closed segment, as codes go
+            seg = self._level_seg[sid]
             if seg is None:
-                seg = self._segments_of(series)
-            seg.start.append(since)
-            seg.value.append(old)
-        else:
-            t = since  # the new value takes over the sliver, so segments stay contiguous
-        self._open[series] = (value, t, seg)
+                seg = self._level_seg[sid] = self._segments_of(self._level_names[sid])
+            mine = out_id == sid
+            seg.start.frombytes(out_start[:closed][mine].tobytes())
+            seg.value.frombytes(out_value[:closed][mine].tobytes())
 
     def _segments_of(self, series: str) -> _Series:
         """The closed segments of a series, created at its first closed segment."""
-        code = self._code(series)
+        code = self._series_names.code(series)
         seg = self._series.get(code)
         if seg is None:
             seg = self._series[code] = _Series(code)
@@ -245,16 +303,20 @@ class Recorder:
 
     def close_levels(self, t: float) -> None:
         """Close every open series at the end of the run."""
-        for series, (value, since, seg) in self._open.items():
+        self._settle()
+        for sid in np.flatnonzero(self._is_open).tolist():
+            since = float(self._open_since[sid])
+            seg = self._level_seg[sid]
             if t - since >= 1e-6:
                 if seg is None:
-                    seg = self._segments_of(series)
+                    seg = self._segments_of(self._level_names[sid])
                 seg.start.append(since)
-                seg.value.append(value)
+                seg.value.append(float(self._open_value[sid]))
                 seg.last_end = t
             elif seg is not None:
                 seg.last_end = since  # the sliver is dropped: the last segment ends here
-        self._open.clear()
+            self._level_seg[sid] = None
+        self._is_open[:] = False
 
     def _ends(self, seg: _Series) -> np.ndarray:
         """Segment ends in seconds: the next start, the close time last, gaps from breaks."""
@@ -263,7 +325,7 @@ class Recorder:
         ends[:-1] = starts[1:]
         last = seg.last_end
         if last is None:  # still open (close_levels not called): ends where the open value starts
-            last = self._open[self._strings.names[seg.code]][1]
+            last = float(self._open_since[self._level_ids[self._series_names.names[seg.code]]])
         ends[-1] = last
         for index, end in seg.breaks.items():
             ends[index] = end
@@ -278,7 +340,8 @@ class Recorder:
         return _SegmentMap(self)
 
     def _segment_arrays(self, name: str) -> _Seg:
-        code = self._strings.codes.get(name)
+        self._settle()
+        code = self._series_names.codes.get(name)
         seg = self._series.get(code) if code is not None else None
         if seg is None or not len(seg.start):
             raise KeyError(name)
@@ -301,16 +364,23 @@ class Recorder:
         value: float = math.nan,
         detail: str = "",
     ) -> None:
-        code = self._code
-        # codes first: a new one may widen the code arrays (see _Strings)
-        codes = code(kind), code(vehicle), code(charger), code(connector), code(detail)
+        # codes first: a new one may widen the code arrays (see _Strings); names seen
+        # before (nearly all) are looked up directly, new ones go through code() in order
+        get = self._strings.codes.get
+        k, d = get(kind), get(detail)
+        v = -1 if vehicle is None else get(vehicle)
+        c = -1 if charger is None else get(charger)
+        o = -1 if connector is None else get(connector)
+        if k is None or v is None or c is None or o is None or d is None:
+            code = self._code
+            k, v, c, o, d = code(kind), code(vehicle), code(charger), code(connector), code(detail)
         self.e_time.append(t)
-        self.e_kind.append(codes[0])
-        self.e_vehicle.append(codes[1])
-        self.e_charger.append(codes[2])
-        self.e_connector.append(codes[3])
+        self.e_kind.append(k)
+        self.e_vehicle.append(v)
+        self.e_charger.append(c)
+        self.e_connector.append(o)
         self.e_value.append(value)
-        self.e_detail.append(codes[4])
+        self.e_detail.append(d)
 
     def _widen_events(self) -> None:
         for attr in _EVENT_CODES:
@@ -408,6 +478,7 @@ class Recorder:
 
     def _power(self, columns: Sequence[str] | None, plain: bool) -> pd.DataFrame:
         """Rows ordered by series (in order of first use), then time."""
+        self._settle()
         wanted = ["start", "end", "series", "value"] if columns is None else list(columns)
         series = [self._series[code] for code in sorted(self._series) if len(self._series[code].start)]
         n = sum(len(s.start) for s in series)
@@ -438,7 +509,7 @@ class Recorder:
                     np.array([s.code for s in series], dtype=np.int32),
                     [len(s.start) for s in series],
                 )
-                data[name] = self._strings.categorical(codes, plain)
+                data[name] = self._series_names.categorical(codes, plain)
             elif name == "value":
                 data[name] = pd.Series(value, copy=False)
             else:
@@ -457,7 +528,8 @@ class _SegmentMap(Mapping[str, _Seg]):
 
     def __iter__(self) -> Iterator[str]:
         rec = self._recorder
-        return iter([rec._strings.names[c] for c in sorted(rec._series) if len(rec._series[c].start)])
+        rec._settle()
+        return iter([rec._series_names.names[c] for c in sorted(rec._series) if len(rec._series[c].start)])
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
@@ -502,3 +574,4 @@ def _empty_rows(columns: tuple[str, ...], kinds: str, wanted: tuple[str, ...]) -
         elif kind == "s":
             df[name] = df[name].astype("string")
     return df[list(wanted)]
+

@@ -25,7 +25,7 @@ from models.battery import ChargeCurve, _curve_soc
 from sim import slot_kernels as K
 
 EPS_SOC = K.EPS_SOC
-_FLAT = K._FLAT  # |b| below this: the piece is flat (as in models.battery)
+_FLAT = K.FLAT  # |b| below this: the piece is flat (as in models.battery)
 _HUGE_H = 1e18  # stands for "never" in per-row hour figures
 
 

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sim import recorder as recorder_module
 from sim.recorder import Recorder
 
 EPOCH = datetime(2025, 1, 6, tzinfo=UTC)
@@ -172,14 +173,30 @@ def test_more_names_than_int16_codes_hold_widen_the_code_columns() -> None:
     assert vehicles["vehicle_id"].iloc[-1] == f"v{n - 1}"
 
 
-def test_event_categories_follow_first_use_across_events_and_power() -> None:
+def test_event_categories_follow_first_use_in_events_whatever_the_power_series_are_named() -> None:
     rec = Recorder(EPOCH)
     rec.level("grid", 0.0, 1.0)
-    rec.level("grid", 1.0, 2.0)  # "grid" gets its code here
+    rec.level("grid", 1.0, 2.0)
     rec.event(2.0, "queue", detail="x")
     rec.event(3.0, "action", detail="grid")
     events = rec.frame("events")
-    assert list(events["detail"].cat.categories) == ["grid", "x"]
+    assert list(events["detail"].cat.categories) == ["x", "grid"]
+    assert list(rec.frame("power")["series"].cat.categories) == ["grid"]
+
+
+def test_level_changes_merge_the_same_across_settling_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Merging in batches (here of 7 changes) gives the segments merging at once gives."""
+    changes = [("a" if i % 3 else "b", float(i // 2), float((i * 7) % 5)) for i in range(200)]
+
+    def power(rec: Recorder) -> pd.DataFrame:
+        for name, t, value in changes:
+            rec.level(name, t, value)
+        rec.close_levels(500.0)
+        return rec.frame("power")
+
+    whole = power(Recorder(EPOCH))
+    monkeypatch.setattr(recorder_module, "_LEVEL_BATCH", 7)
+    pd.testing.assert_frame_equal(power(Recorder(EPOCH)), whole, check_exact=True)
 
 
 def test_plain_frames_hold_python_strings_with_the_same_values() -> None:

@@ -1,3 +1,4 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """Compiled per-row arithmetic of the session rows (:mod:`sim.slots`).
 
 An engine event touches every connector row with a few floating-point operations
@@ -5,79 +6,49 @@ each: integrate the segment that just ended, build the allocator's inputs, decid
 which rows the new limits change, re-plan those and find the connector statuses that
 move. Written as numpy expressions that is 20-40 array calls per event, and numpy's
 ~1 µs per call, not the arithmetic, set the cost of a simulated year. Here each step
-is one compiled loop over the rows (numba, cached on disk after the first run), so an
-event costs a few microseconds of arithmetic plus one call.
+is one C loop over the rows (compiled when the package is installed), so an event
+costs a few microseconds.
 
 The float state of all rows is one 2-D array ``f`` (one row of ``f`` per quantity,
-indexed by the column constants below, one column per connector), so a call passes
-one array instead of twenty. The formulas are those of :mod:`models.battery`:
-within one charge-curve piece ``curve(s) = a + b*s``, SoC moves linearly while the
-limit binds (mode 1) and exponentially while the curve binds (mode 2); mode 0 draws
-nothing.
+indexed by the constants declared in ``slot_kernels.pxd``, one column per connector),
+so a call passes one array instead of twenty. The formulas are those of
+:mod:`models.battery`: within one charge-curve piece ``curve(s) = a + b*s``, SoC moves
+linearly while the limit binds (mode 1) and exponentially while the curve binds
+(mode 2); mode 0 draws nothing. Boolean arrays are numpy ``bool`` arrays.
 """
 
-from __future__ import annotations
-
-import math
-
-import numpy as np
-from numba import njit
-
-# quantities: the rows of the float state array ``f``
-SOC = 0  # state of charge now (at the last integration)
-CEIL = 1  # the SoC integration stops at: max(target, SoC at plug-in)
-POWER = 2  # kW at the segment start (mode 2: the curve's kW then)
-LIMIT = 3  # the allocator's last limit
-A = 4  # current curve piece: curve(s) = a + b*s on [lo, hi)
-B = 5
-SAFE_B = 6  # b, or 1 on flat pieces (a divisor that never warns)
-LO = 7
-HI = 8
-UNIT_H = 9  # curve hours per kWh from SoC 0 to lo, at full power
-TARGET_H = 10  # ... from SoC 0 to the target
-CAP = 11  # usable battery kWh
-EFF = 12
-INV_EFF = 13
-TARGET = 14
-NEXT_T = 15  # the row's next breakpoint (engine seconds), inf for none
-CRIT = 16  # the SoC at that breakpoint
-KWH = 17  # delivered to the current session
-ACC = 18  # delivered since the charger's power span opened
-DEP = 19  # next departure, UTC POSIX s (NaN: unknown)
-WAIT = 20  # SoC a delayed departure waits for (NaN: none)
-COLUMNS = 21
-
-# connector statuses a plan sets, as codes (every other status is 0)
-CHARGING, SUSPENDED_EV, SUSPENDED_EVSE = 1, 2, 3
+from libc.math cimport INFINITY, expm1, fabs, isfinite, isnan, log1p
+from libc.stdint cimport int64_t
 
 EPS_SOC = 1e-9
-_FLAT = 1e-12  # |b| below this: the piece is flat (as in models.battery)
-_P_EPS = 1e-12  # power at or below this: the curve is exhausted (hours = inf)
-_CURVE_EPS = 1e-12  # models.battery._EPS
+cdef double _EPS_SOC = 1e-9
+cdef double _FLAT = 1e-12  # |b| below this: the piece is flat (as in models.battery)
+FLAT = _FLAT
+cdef double _P_EPS = 1e-12  # power at or below this: the curve is exhausted (hours = inf)
+cdef double _CURVE_EPS = 1e-12  # models.battery._EPS
 
 
-@njit(cache=True)
-def curve_hours(a: float, b: float, s0: float, s1: float, capacity: float) -> float:
+cdef double curve_hours(double a, double b, double s0, double s1, double capacity) noexcept nogil:
     """Hours from s0 to s1 when power equals the line a + b*s: :func:`models.battery._curve_hours`."""
-    p0 = a + b * s0
-    p1 = a + b * s1
+    cdef double p0 = a + b * s0
+    cdef double p1 = a + b * s1
     if p0 <= _CURVE_EPS or p1 <= _CURVE_EPS:
-        return math.inf if s1 > s0 else 0.0
-    if abs(b) < 1e-12:
+        return INFINITY if s1 > s0 else 0.0
+    if fabs(b) < 1e-12:
         return (s1 - s0) * capacity / p0
-    return capacity / b * math.log1p(b * (s1 - s0) / p0)
+    return capacity / b * log1p(b * (s1 - s0) / p0)
 
 
-@njit(cache=True)
-def integrate(f: np.ndarray, mode: np.ndarray, sloped: np.ndarray, hours: float) -> tuple[float, float]:
+cpdef tuple integrate(double[:, ::1] f, const signed char[::1] mode, const unsigned char[::1] sloped, double hours):
     """Advance every row by ``hours``; return (kWh delivered, kWh drawn from the grid).
 
     Rows drawing nothing (mode 0, idle rows among them) are left as they are. A mode-2
     row on a flat piece draws the constant ``power`` = ``a``, so the linear formula is
     exact for it.
     """
-    delivered = 0.0
-    drawn = 0.0
+    cdef double delivered = 0.0, drawn = 0.0, soc, cap, new, b, energy
+    cdef Py_ssize_t j
+    cdef signed char m
     for j in range(f.shape[1]):
         m = mode[j]
         if m == 0:
@@ -86,12 +57,11 @@ def integrate(f: np.ndarray, mode: np.ndarray, sloped: np.ndarray, hours: float)
         cap = f[CAP, j]
         if m == 2 and sloped[j]:
             b = f[B, j]
-            new = soc + (f[A, j] + b * soc) / f[SAFE_B, j] * math.expm1(b * hours / cap)
+            new = soc + (f[A, j] + b * soc) / f[SAFE_B, j] * expm1(b * hours / cap)
         else:
             new = soc + f[POWER, j] * hours / cap
-        ceil = f[CEIL, j]
-        if new > ceil:
-            new = ceil
+        if new > f[CEIL, j]:
+            new = f[CEIL, j]
         energy = (new - soc) * cap
         f[SOC, j] = new
         f[KWH, j] += energy
@@ -101,42 +71,32 @@ def integrate(f: np.ndarray, mode: np.ndarray, sloped: np.ndarray, hours: float)
     return delivered, drawn
 
 
-@njit(cache=True)
-def hours_to_target(f: np.ndarray, sloped: np.ndarray, j: int) -> float:
+cdef inline double hours_to_target(double[:, ::1] f, const unsigned char[::1] sloped, Py_ssize_t j) noexcept nogil:
     """Hours row j needs to reach its target at full curve power (taper included).
 
     From the curve hours of SoC 0 to the target, less those to the piece start and
     those already done within the piece. An exhausted curve gives a huge figure.
     """
-    a = f[A, j]
-    b = f[B, j]
-    lo = f[LO, j]
-    p0 = a + b * lo
+    cdef double a = f[A, j], b = f[B, j], lo = f[LO, j]
+    cdef double p0 = a + b * lo
+    cdef double ratio, done
     if not p0 > _P_EPS:
         p0 = _P_EPS
     if sloped[j]:
         ratio = b * (f[SOC, j] - lo) / p0
         if ratio < -1.0 + 1e-15:
             ratio = -1.0 + 1e-15
-        done = math.log1p(ratio) / f[SAFE_B, j]
+        done = log1p(ratio) / f[SAFE_B, j]
     else:
         done = (f[SOC, j] - lo) / p0
     return (f[TARGET_H, j] - f[UNIT_H, j] - done) * f[CAP, j]
 
 
-@njit(cache=True)
-def allocation_inputs(
-    f: np.ndarray,
-    mode: np.ndarray,
-    sloped: np.ndarray,
-    occupied: np.ndarray,
-    with_hours: bool,
-    active: np.ndarray,
-    max_kw: np.ndarray,
-    energy: np.ndarray,
-    hours: np.ndarray,
-    full_rows: np.ndarray,
-) -> tuple[int, int]:
+cpdef tuple allocation_inputs(
+    double[:, ::1] f, const signed char[::1] mode, const unsigned char[::1] sloped,
+    const unsigned char[::1] occupied, bint with_hours, unsigned char[::1] active, double[::1] max_kw,
+    double[::1] energy, double[::1] hours, int64_t[::1] full_rows,
+):
     """Fill the allocator's per-row inputs; return (active rows, rows to stop).
 
     A row is active when a session on it still needs energy: ``max_kw`` is what its
@@ -145,13 +105,13 @@ def allocation_inputs(
     reached their target by integration but still draw power are listed in
     ``full_rows`` for the engine to stop.
     """
-    n_active = 0
-    n_full = 0
+    cdef Py_ssize_t j, n_active = 0, n_full = 0
+    cdef double soc, target, p
     for j in range(f.shape[1]):
         if occupied[j]:
             soc = f[SOC, j]
             target = f[TARGET, j]
-            if soc < target - EPS_SOC:
+            if soc < target - _EPS_SOC:
                 n_active += 1
                 active[j] = True
                 p = f[A, j] + f[B, j] * soc
@@ -169,19 +129,11 @@ def allocation_inputs(
     return n_active, n_full
 
 
-@njit(cache=True)
-def plan(
-    f: np.ndarray,
-    mode: np.ndarray,
-    status: np.ndarray,
-    rows: np.ndarray,
-    kw: np.ndarray,
-    now: float,
-    tolerance: float,
-    moved: np.ndarray,
-    moved_zero: np.ndarray,
-    moved_full: np.ndarray,
-) -> int:
+cpdef Py_ssize_t plan(
+    double[:, ::1] f, signed char[::1] mode, const signed char[::1] status, const int64_t[::1] rows,
+    const double[::1] kw, double now, double tolerance, int64_t[::1] moved, unsigned char[::1] moved_zero,
+    unsigned char[::1] moved_full,
+):
     """Give ``rows`` the limits ``kw`` (``kw[i]`` for ``rows[i]``): mode, power and next breakpoint.
 
     The next breakpoint of a row is the first of: its target (or the SoC a delayed
@@ -194,7 +146,11 @@ def plan(
         when full, else by the EVSE); they are ``moved[:n]``, with whether each now
         draws nothing and whether it is full.
     """
-    n_moved = 0
+    cdef Py_ssize_t i, n_moved = 0
+    cdef int64_t j
+    cdef double k, soc, target, hi, crit, a, b, cap, at_curve, wait, cand, h
+    cdef bint full, zero
+    cdef signed char wanted
     for i in range(rows.shape[0]):
         j = rows[i]
         k = kw[i]
@@ -203,13 +159,13 @@ def plan(
         target = f[TARGET, j]
         hi = f[HI, j]
         crit = target if target <= hi else hi
-        full = soc >= target - EPS_SOC
+        full = soc >= target - _EPS_SOC
         zero = k <= 1e-9 or full
         if zero:
             mode[j] = 0
             f[POWER, j] = 0.0
             f[CRIT, j] = crit
-            f[NEXT_T, j] = math.inf
+            f[NEXT_T, j] = INFINITY
         else:
             a = f[A, j]
             b = f[B, j]
@@ -235,7 +191,7 @@ def plan(
                         crit = cand
                 h = curve_hours(a, b, soc, crit, cap)
             f[CRIT, j] = crit
-            f[NEXT_T, j] = now + h * 3600.0 if math.isfinite(h) else math.inf
+            f[NEXT_T, j] = now + h * 3600.0 if isfinite(h) else INFINITY
         wanted = (SUSPENDED_EV if full else SUSPENDED_EVSE) if zero else CHARGING
         if status[j] != wanted:
             moved[n_moved] = j
@@ -245,10 +201,10 @@ def plan(
     return n_moved
 
 
-@njit(cache=True)
-def changed_rows(
-    f: np.ndarray, active: np.ndarray, kw: np.ndarray, max_kw: np.ndarray, due: float, waits: bool, out: np.ndarray
-) -> tuple[int, bool]:
+cpdef tuple changed_rows(
+    double[:, ::1] f, const unsigned char[::1] active, const double[::1] kw, const double[::1] max_kw, double due,
+    bint waits, int64_t[::1] out,
+):
     """Rows a new allocation must re-plan, into ``out``; return (their count, whether any row is throttled).
 
     An active row keeps its plan while its limit is the same (so is its regime: limit
@@ -256,43 +212,32 @@ def changed_rows(
     for a SoC to depart (checked when ``waits``). Throttled: some row got less than it
     could take.
     """
-    n = 0
-    throttled = False
+    cdef Py_ssize_t j, n = 0
+    cdef bint throttled = False
     for j in range(f.shape[1]):
         if kw[j] < max_kw[j] - 1e-9:
             throttled = True
-        if active[j] and (kw[j] != f[LIMIT, j] or f[NEXT_T, j] <= due or (waits and not math.isnan(f[WAIT, j]))):
+        if active[j] and (kw[j] != f[LIMIT, j] or f[NEXT_T, j] <= due or (waits and not isnan(f[WAIT, j]))):
             out[n] = j
             n += 1
     return n, throttled
 
 
-@njit(cache=True)
-def any_power(mode: np.ndarray) -> bool:
+cpdef bint any_power(const signed char[::1] mode):
     """Whether some row draws power."""
-    for j in range(mode.shape[0]):  # noqa: SIM110 - a compiled loop, not a generator
+    cdef Py_ssize_t j
+    for j in range(mode.shape[0]):
         if mode[j] != 0:
             return True
     return False
 
 
-@njit(cache=True)
-def close_spans(
-    f: np.ndarray,
-    span_kw: np.ndarray,
-    since: np.ndarray,
-    rows: np.ndarray,
-    row_charger: np.ndarray,
-    member_start: np.ndarray,
-    members: np.ndarray,
-    seen: np.ndarray,
-    now: float,
-    tolerance: float,
-    force: bool,
-    out_charger: np.ndarray,
-    out_start: np.ndarray,
-    out_kw: np.ndarray,
-) -> int:
+cpdef Py_ssize_t close_spans(
+    double[:, ::1] f, double[::1] span_kw, double[::1] since, const int64_t[::1] rows,
+    const int64_t[::1] row_charger, const int64_t[::1] member_start, const int64_t[::1] members,
+    unsigned char[::1] seen, double now, double tolerance, bint force, int64_t[::1] out_charger,
+    double[::1] out_start, double[::1] out_kw,
+):
     """Close the power span of the chargers of ``rows`` whose power moved; return how many.
 
     A charger's power is the sum over its connector rows (``members[member_start[k]:
@@ -302,7 +247,9 @@ def close_spans(
     energy delivered since ``since``) is reported in ``out_*`` and its energy reset.
     ``seen`` is scratch, all False on entry and on return.
     """
-    n = 0
+    cdef Py_ssize_t i, m, n = 0
+    cdef int64_t k
+    cdef double kw, old, start, energy, larger
     for i in range(rows.shape[0]):
         k = row_charger[rows[i]]
         if seen[k]:
@@ -312,7 +259,8 @@ def close_spans(
         for m in range(member_start[k], member_start[k + 1]):
             kw += f[POWER, members[m]]
         old = span_kw[k]
-        if not force and (kw == old or (kw > 0 and old > 0 and abs(kw - old) <= tolerance * max(old, kw))):
+        larger = kw if kw > old else old
+        if not force and (kw == old or (kw > 0 and old > 0 and fabs(kw - old) <= tolerance * larger)):
             continue
         span_kw[k] = kw
         start = since[k]
@@ -332,10 +280,9 @@ def close_spans(
     return n
 
 
-@njit(cache=True)
-def due_breakpoints(
-    f: np.ndarray, rank: np.ndarray, due: float, out_rows: np.ndarray, out_kind: np.ndarray
-) -> int:
+cpdef Py_ssize_t due_breakpoints(
+    double[:, ::1] f, const int64_t[::1] rank, double due, int64_t[::1] out_rows, signed char[::1] out_kind
+):
     """Snap the rows whose breakpoint is due (``next_t <= due``) to it; return how many.
 
     Float rounding must not leave SoC a hair below a breakpoint (that would schedule
@@ -344,59 +291,52 @@ def due_breakpoints(
     (``rank``), with ``out_kind`` 1 when the row reached its target, 2 when it reached
     the end of its curve piece, else 0.
     """
-    n = 0
+    cdef Py_ssize_t i, j, n = 0
+    cdef int64_t row
+    cdef double s0, target, crit, snapped, gained
     for j in range(f.shape[1]):
         if f[NEXT_T, j] <= due:
-            # insertion by rank: few rows are due at once
-            i = n
+            i = n  # insertion by rank: few rows are due at once
             while i > 0 and rank[out_rows[i - 1]] > rank[j]:
                 out_rows[i] = out_rows[i - 1]
                 i -= 1
             out_rows[i] = j
             n += 1
     for i in range(n):
-        j = out_rows[i]
-        s0 = f[SOC, j]
-        target = f[TARGET, j]
-        crit = f[CRIT, j]
+        row = out_rows[i]
+        s0 = f[SOC, row]
+        target = f[TARGET, row]
+        crit = f[CRIT, row]
         snapped = crit if crit < target else target
         if s0 > snapped:
             snapped = s0
         if snapped >= target - 1e-7 and target > snapped:
             snapped = target
-        gained = (snapped - s0) * f[CAP, j]
-        f[KWH, j] += gained
-        f[ACC, j] += gained
-        f[SOC, j] = snapped
+        gained = (snapped - s0) * f[CAP, row]
+        f[KWH, row] += gained
+        f[ACC, row] += gained
+        f[SOC, row] = snapped
         if snapped >= target - 1e-7:
             out_kind[i] = 1
-        elif snapped >= f[HI, j]:
+        elif snapped >= f[HI, row]:
             out_kind[i] = 2
         else:
             out_kind[i] = 0
     return n
 
 
-@njit(cache=True)
-def free_and_full(
-    f: np.ndarray,
-    occupied: np.ndarray,
-    rank: np.ndarray,
-    available: np.ndarray,
-    claimed: np.ndarray,
-    with_full: bool,
-    free_out: np.ndarray,
-    full_out: np.ndarray,
-) -> tuple[int, int]:
+cpdef tuple free_and_full(
+    double[:, ::1] f, const unsigned char[::1] occupied, const int64_t[::1] rank, const unsigned char[::1] available,
+    const unsigned char[::1] claimed, bint with_full, int64_t[::1] free_out, int64_t[::1] full_out,
+):
     """What the operator policy chooses from: free connector rows, and (when ``with_full``)
     rows whose session reached its target, in plug-in order (``rank``); return both counts."""
-    n_free = 0
-    n_full = 0
+    cdef Py_ssize_t i, j, n_free = 0, n_full = 0
     for j in range(f.shape[1]):
         if available[j] and not claimed[j]:
             free_out[n_free] = j
             n_free += 1
-        if with_full and occupied[j] and f[SOC, j] >= f[TARGET, j] - EPS_SOC:
+        if with_full and occupied[j] and f[SOC, j] >= f[TARGET, j] - _EPS_SOC:
             i = n_full
             while i > 0 and rank[full_out[i - 1]] > rank[j]:
                 full_out[i] = full_out[i - 1]

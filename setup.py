@@ -1,0 +1,18 @@
+"""Builds the compiled kernels with Cython; everything else is declared in pyproject.toml.
+
+The simulator's per-event arithmetic runs in C loops (see sim/slot_kernels.pyx): as
+numpy expressions its per-call overhead set the cost of a run. They are compiled
+ahead of time when the package is installed, so a run starts without a JIT.
+"""
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+MODULES = ("sim.slot_kernels", "sim.fast_forward_loop", "sim.level_merge")
+
+setup(
+    ext_modules=cythonize(
+        [Extension(name, [name.replace(".", "/") + ".pyx"]) for name in MODULES],
+        compiler_directives={"language_level": "3"},
+    )
+)

@@ -1,0 +1,298 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""The compiled loop of :mod:`sim.fast_forward`: breakpoints that need no decision.
+
+See :mod:`sim.fast_forward` for what it does and when the engine may call it. The loop
+holds the engine's row arrays (all updated in place, never replaced) so that a call
+passes only what changed: the site, the time of the next event of another process,
+and where the engine stands.
+"""
+
+from libc.math cimport INFINITY, expm1
+from libc.stdint cimport int64_t
+
+from sim.slot_kernels cimport (
+    A, ACC, B, CAP, CEIL, CHARGING, CRIT, DEP, HI, LIMIT, LO, NEXT_T, POWER, SAFE_B, SOC, SUSPENDED_EV,
+    SUSPENDED_EVSE, TARGET, UNIT_H,
+    allocation_inputs, changed_rows, close_spans, due_breakpoints, integrate, plan,
+)
+
+cdef double _EPS_SOC = 1e-9
+cdef double _FLAT = 1e-12
+cdef double _HUGE_H = 1e18
+
+cpdef enum:
+    # the recorder's level ids of the site series, in this order (site_levels)
+    L_GRID = 0
+    L_LOAD = 1
+    L_CHARGERS = 2
+    L_DELIVERED = 3
+    L_PV = 4
+    L_PV_CURTAILED = 5
+
+
+cdef class Loop:
+    """The engine's arrays, bound once; :meth:`run` advances through breakpoints."""
+
+    cdef double[:, ::1] f
+    cdef signed char[::1] mode
+    cdef unsigned char[::1] sloped, occupied, active, moved_zero, moved_full, seen
+    cdef signed char[::1] status, due_kind
+    cdef const int64_t[::1] rank, row_charger, member_start, members, site_levels, charger_levels
+    cdef int64_t[::1] row_curve, rows_buf, due_rows, moved, span_charger
+    cdef double[::1] max_kw, energy, hours, kw_buf, span_kw, since, span_start, span_value
+    cdef const int64_t[::1] soc_start, piece_start
+    cdef const double[::1] socs, line_a, line_b, unit_h
+    # logs the engine writes to its recorder after each run
+    cdef double[:, ::1] levels
+    cdef double[::1] status_t
+    cdef int64_t[::1] status_row
+    cdef signed char[::1] status_code
+    # results of the last run
+    cdef public double now, timer_t, timer_at
+    cdef public bint throttled
+    cdef public Py_ssize_t steps, allocations, n_levels, n_status
+
+    def __init__(self, slots, row_curve, row_charger, member_start, members, span_kw, since, site_levels,
+                 charger_levels, due_rows, due_kind, logs):
+        self.f = slots.f
+        self.mode = slots.mode
+        self.sloped = slots.sloped
+        self.occupied = slots.occupied
+        self.active = slots.active
+        self.rank = slots.rank
+        self.status = slots.status
+        self.max_kw = slots.max_kw
+        self.energy = slots.energy
+        self.hours = slots.hours
+        self.moved = slots.moved
+        self.moved_zero = slots.moved_zero
+        self.moved_full = slots.moved_full
+        self.row_curve = row_curve
+        self.row_charger = row_charger
+        self.member_start = member_start
+        self.members = members
+        self.span_kw = span_kw
+        self.since = since
+        self.site_levels = site_levels
+        self.charger_levels = charger_levels
+        self.due_rows = due_rows
+        self.due_kind = due_kind
+        self.levels = logs.levels
+        self.status_t = logs.status_t
+        self.status_row = logs.status_row
+        self.status_code = logs.status_code
+        self.span_charger = logs.span_charger
+        self.span_start = logs.span_start
+        self.span_value = logs.span_kw
+        self.seen = logs.seen
+        self.rows_buf = logs.rows
+        self.kw_buf = logs.kw
+
+    def set_curves(self, soc_start, piece_start, socs, line_a, line_b, unit_h):
+        """Bind the curve table (its arrays are replaced when a curve is added)."""
+        self.soc_start = soc_start
+        self.piece_start = piece_start
+        self.socs = socs
+        self.line_a = line_a
+        self.line_b = line_b
+        self.unit_h = unit_h
+
+    cdef Py_ssize_t _piece(self, int64_t c, double soc) noexcept:
+        """Global index of the piece of curve c holding ``soc``: ``ChargeCurve._piece``."""
+        cdef int64_t first = self.soc_start[c]
+        cdef int64_t count = self.soc_start[c + 1] - first
+        cdef int64_t k = 0  # bisect_right: the breakpoints <= soc
+        while k < count and self.socs[first + k] <= soc:
+            k += 1
+        k -= 1
+        if k < 0:
+            k = 0
+        if k > count - 2:
+            k = count - 2
+        return self.piece_start[c] + k
+
+    cdef void _set_piece(self, Py_ssize_t j, double soc) noexcept:
+        """Point row j at the piece of its curve holding ``soc``: :meth:`sim.slots.Slots.set_piece`."""
+        cdef int64_t c = self.row_curve[j]
+        cdef Py_ssize_t p = self._piece(c, soc)
+        cdef Py_ssize_t i = p - self.piece_start[c]
+        cdef double slope = self.line_b[p]
+        cdef bint is_sloped = (slope if slope >= 0 else -slope) >= _FLAT
+        cdef double hours = self.unit_h[p]
+        self.f[A, j] = self.line_a[p]
+        self.f[B, j] = slope
+        self.sloped[j] = is_sloped
+        self.f[SAFE_B, j] = slope if is_sloped else 1.0
+        self.f[LO, j] = self.socs[self.soc_start[c] + i]
+        self.f[HI, j] = self.socs[self.soc_start[c] + i + 1]
+        self.f[UNIT_H, j] = hours if hours < _HUGE_H else _HUGE_H
+
+    cdef inline void _level(self, int64_t series, double t, double value) noexcept:
+        """Log a level change as the recorder's ``level_at(series, t, value)`` would."""
+        cdef Py_ssize_t n = self.n_levels
+        self.levels[n, 0] = series
+        self.levels[n, 1] = t
+        self.levels[n, 2] = value
+        self.n_levels = n + 1
+
+    cdef void _apply(self, Py_ssize_t n, double now, double tolerance):
+        """The engine's ``_apply_limits`` for rows_buf[:n] at kw_buf[:n]: plan, log status moves and spans."""
+        cdef Py_ssize_t i, moved, closed
+        cdef int64_t j
+        cdef signed char code
+        moved = plan(self.f, self.mode, self.status, self.rows_buf[:n], self.kw_buf[:n], now, tolerance,
+                     self.moved, self.moved_zero, self.moved_full)
+        for i in range(moved):
+            j = self.moved[i]
+            code = CHARGING if not self.moved_zero[i] else (SUSPENDED_EV if self.moved_full[i] else SUSPENDED_EVSE)
+            self.status[j] = code
+            self.status_t[self.n_status] = now
+            self.status_row[self.n_status] = j
+            self.status_code[self.n_status] = code
+            self.n_status += 1
+        closed = close_spans(self.f, self.span_kw, self.since, self.rows_buf[:n], self.row_charger,
+                             self.member_start, self.members, self.seen, now, tolerance, False,
+                             self.span_charger, self.span_start, self.span_value)
+        for i in range(closed):
+            self._level(self.charger_levels[self.span_charger[i]], self.span_start[i], self.span_value[i])
+
+    def run(self, double now, double timer_t, double timer_at, bint throttled, double until, double horizon,
+            double eps_t, double tolerance, bint with_hours, double base_kw, double pv_kw, bint has_pv,
+            double epoch, kernel, snapshot, table):
+        """Handle breakpoints while they need no decision and come before ``until``.
+
+        Each one is what the engine's timer event would do: integrate to it (and log
+        the segment as ``_record_segment`` does), snap the due rows, step curve
+        pieces, then either re-plan the due rows at their limits (when no row was
+        throttled and none of them could now take more) or call ``kernel(snapshot,
+        table, epoch + now)`` — the allocation the engine would run — and re-plan the
+        rows it changed; then the timer moves to the earliest breakpoint. The results
+        are in the public attributes.
+        """
+        cdef Py_ssize_t n_rows = self.f.shape[1], n_chargers = self.span_kw.shape[0]
+        cdef Py_ssize_t j, i, n, n_due, n_active, p
+        cdef double t, h, due, soc, new, cap, slope, target, crit, snapped, delivered, drawn
+        cdef double chargers_kw, load, demand, pv_now, pv_used, grid, curve_kw, nxt
+        cdef signed char m
+        cdef bint python, full, any_session
+        cdef const double[::1] kw
+        self.steps = 0
+        self.allocations = 0
+        self.n_levels = 0
+        self.n_status = 0
+        while timer_t < INFINITY and timer_at < until:
+            if (self.n_levels + 6 + 2 * n_chargers > self.levels.shape[0]
+                    or self.n_status + 2 * n_rows > self.status_t.shape[0]):
+                break  # the logs are full: let the engine write them first
+            t = timer_at
+            h = (t - now) / 3600.0
+            due = t + eps_t
+            # look before leaping: nothing may change if this breakpoint needs Python
+            python = False
+            for j in range(n_rows):
+                if not self.occupied[j]:
+                    continue
+                soc = self.f[SOC, j]
+                new = soc
+                m = self.mode[j]
+                if m != 0:
+                    cap = self.f[CAP, j]
+                    if m == 2 and self.sloped[j]:
+                        slope = self.f[B, j]
+                        new = soc + (self.f[A, j] + slope * soc) / self.f[SAFE_B, j] * expm1(slope * h / cap)
+                    else:
+                        new = soc + self.f[POWER, j] * h / cap
+                    if new > self.f[CEIL, j]:
+                        new = self.f[CEIL, j]
+                target = self.f[TARGET, j]
+                if self.f[NEXT_T, j] <= due:
+                    crit = self.f[CRIT, j]
+                    snapped = crit if crit < target else target
+                    if new > snapped:
+                        snapped = new
+                    if snapped >= target - 1e-7:
+                        python = True  # reaches its target
+                        break
+                elif m != 0 and new >= target - _EPS_SOC:
+                    python = True  # would reach it by rounding: the engine stops it
+                    break
+            if python:
+                break
+            # the segment that ends here, recorded as the engine's _record_segment does
+            if h > 0.0:
+                delivered, drawn = integrate(self.f, self.mode, self.sloped, h)
+                chargers_kw = drawn / h
+                load = base_kw + chargers_kw
+                demand = load + 0.0  # no battery here
+                pv_now = pv_kw if has_pv else 0.0
+                pv_used = demand if demand < pv_now else pv_now  # min(pv_kw, demand)
+                grid = demand - pv_used - 0.0
+                self._level(self.site_levels[L_GRID], now, 0.0 if grid < 0.0 else grid)
+                self._level(self.site_levels[L_LOAD], now, load)
+                self._level(self.site_levels[L_CHARGERS], now, chargers_kw)
+                self._level(self.site_levels[L_DELIVERED], now, delivered / h)
+                if has_pv:
+                    self._level(self.site_levels[L_PV], now, pv_used)
+                    self._level(self.site_levels[L_PV_CURTAILED], now, pv_now - pv_used)
+                now = t
+            timer_t = INFINITY
+            self.steps += 1
+            n_due = due_breakpoints(self.f, self.rank, due, self.due_rows, self.due_kind)
+            for i in range(n_due):
+                if self.due_kind[i] == 2:
+                    j = self.due_rows[i]
+                    self._set_piece(j, self.f[SOC, j])
+            full = throttled
+            if not throttled:
+                # the due rows keep their limits; a full allocation only if one could now take more
+                n = 0
+                for i in range(n_due):
+                    j = self.due_rows[i]
+                    if self.f[SOC, j] < self.f[TARGET, j] - _EPS_SOC:
+                        self.rows_buf[n] = j
+                        self.kw_buf[n] = self.f[LIMIT, j]
+                        n += 1
+                if n:
+                    self._apply(n, now, tolerance)
+                    for i in range(n):
+                        j = self.rows_buf[i]
+                        if self.mode[j] == 1:
+                            p = self._piece(self.row_curve[j], self.f[SOC, j])
+                            curve_kw = self.line_a[p] + self.line_b[p] * self.f[SOC, j]
+                            if curve_kw < 0.0:
+                                curve_kw = 0.0
+                            if curve_kw > self.f[LIMIT, j] + 1e-9:
+                                full = True
+                                break
+            if full:
+                self.allocations += 1
+                n_active, _ = allocation_inputs(self.f, self.mode, self.sloped, self.occupied, with_hours,
+                                                self.active, self.max_kw, self.energy, self.hours, self.rows_buf)
+                if n_active:
+                    kw = kernel(snapshot, table, epoch + now)
+                    n, throttled = changed_rows(self.f, self.active, kw, self.max_kw, now + eps_t, False,
+                                                self.rows_buf)
+                    if n:
+                        for i in range(n):
+                            self.kw_buf[i] = kw[self.rows_buf[i]]
+                        self._apply(n, now, tolerance)
+                else:
+                    throttled = False
+            # the timer moves to the earliest breakpoint, as the engine's _schedule_timer does
+            nxt = INFINITY
+            any_session = False
+            for j in range(n_rows):
+                if self.occupied[j]:
+                    any_session = True
+                if self.f[NEXT_T, j] < nxt:
+                    nxt = self.f[NEXT_T, j]
+            if not any_session or nxt > horizon:
+                nxt = INFINITY
+            if nxt != timer_t:
+                timer_t = nxt
+                if nxt < INFINITY:
+                    timer_at = now + (nxt - now if nxt - now > 0.0 else 0.0)
+        self.now = now
+        self.timer_t = timer_t
+        self.timer_at = timer_at
+        self.throttled = throttled

@@ -1,0 +1,114 @@
+"""Fast-forwarded breakpoints give exactly the run every breakpoint as a SimPy event gives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from depot_builders import BASE
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scenario_dicts import with_changes
+
+from scenarios.loader import load_scenario
+from sim.engine import Engine
+from sim.result import TABLES
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPILED = ("uncontrolled", "equal_share", "earliest_departure_first", "least_laxity_first")
+
+
+def _run(source: Any, fast_forward: bool, changes: dict[str, Any] | None = None) -> Engine:
+    engine = Engine(load_scenario(source, changes), fast_forward=fast_forward)
+    engine.run()
+    return engine
+
+
+def _assert_same_run(source: Any, changes: dict[str, Any] | None = None) -> Engine:
+    """Run with and without fast-forward; every table and count must be identical."""
+    slow = _run(source, False, changes)
+    fast = _run(source, True, changes)
+    assert slow.fast_forwarded == 0
+    assert (fast.sim_events, fast.allocations) == (slow.sim_events, slow.allocations)
+    slow_tables, fast_tables = slow.recorder.frames(), fast.recorder.frames()
+    for name in TABLES:
+        pd.testing.assert_frame_equal(fast_tables[name], slow_tables[name], check_exact=True, obj=name)
+    return fast
+
+
+def depot(vehicles: int, chargers: int, grid_kw: float, strategy: str) -> dict[str, Any]:
+    """A grid-limited depot where curve tapers hand power on every evening."""
+    return with_changes(
+        BASE,
+        **{
+            "duration": "4d",
+            "site.grid_kw": grid_kw,
+            "chargers.dc.count": chargers,
+            "chargers.dc.connector_kw": 50,
+            "fleet.groups.g.count": vehicles,
+            "fleet.groups.g.schedule.stagger_minutes": 120,
+            "fleet.groups.g.schedule.jitter_minutes": 10,
+            "fleet.groups.g.schedule.blocks": [{"pull_out": "06:00", "pull_in": "16:00", "km": 140}],
+            "operations.plug_swap": True,
+            "operations.assignment": "earliest_departure",
+            "charging.strategy": strategy,
+        },
+    )
+
+
+@pytest.mark.parametrize("strategy", COMPILED)
+def test_a_grid_limited_depot_runs_the_same_and_is_fast_forwarded(strategy: str) -> None:
+    fast = _assert_same_run(depot(12, 6, 120.0, strategy))
+    assert fast.fast_forwarded > 0  # not a vacuous comparison
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "scenarios" / "regression").glob("*.yaml")), ids=lambda p: p.stem)
+def test_regression_scenarios_run_the_same(path: Path) -> None:
+    _assert_same_run(path)
+
+
+@pytest.mark.parametrize("strategy", COMPILED)
+def test_the_bundled_bus_depot_runs_the_same(strategy: str) -> None:
+    _assert_same_run(ROOT / "scenarios" / "bus_depot.yaml", {"duration": "3d", "charging.strategy": strategy})
+
+
+def test_runs_it_cannot_mirror_are_not_fast_forwarded() -> None:
+    """cost_aware plans over the tariff, a battery dispatches at every allocation."""
+    assert _run(depot(6, 3, 60.0, "cost_aware"), True).fast_forwarded == 0
+    assert _run(ROOT / "scenarios" / "regression" / "pv_battery.yaml", True).fast_forwarded == 0
+
+
+@pytest.mark.parametrize("strategy", COMPILED)
+def test_shared_chargers_whose_limit_binds_run_the_same(strategy: str) -> None:
+    """The allocation is the strategy's own kernel, capacity groups included."""
+    shared = with_changes(
+        depot(8, 3, 150.0, strategy), **{"chargers.dc.connectors_per_charger": 2, "chargers.dc.charger_kw": 80}
+    )
+    assert _assert_same_run(shared).fast_forwarded > 0
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    vehicles=st.integers(1, 10),
+    chargers=st.integers(1, 6),
+    grid_kw=st.floats(20.0, 400.0),
+    strategy=st.sampled_from(COMPILED),
+    tolerance=st.sampled_from([0.01, 0.05, 0.2]),
+    initial_soc=st.floats(0.1, 0.95),
+    connectors=st.sampled_from([1, 2]),
+    seed=st.integers(0, 1000),
+)
+def test_random_depots_run_the_same(vehicles, chargers, grid_kw, strategy, tolerance, initial_soc, connectors, seed):
+    data = with_changes(
+        depot(vehicles, chargers, grid_kw, strategy),
+        **{
+            "duration": "3d",
+            "seed": seed,
+            "charging.reallocation_tolerance": tolerance,
+            "fleet.groups.g.initial_soc": initial_soc,
+            "chargers.dc.connectors_per_charger": connectors,
+        },
+    )
+    _assert_same_run(data)
