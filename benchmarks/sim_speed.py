@@ -5,6 +5,7 @@ Cases (each run in a fresh process so peak RSS belongs to that run alone):
   b) 500 vehicles, 250 chargers x 50 kW, 365 days, grid-limited
 each under least_laxity_first and equal_share. Also linearity checks: case a over
 90, 180 and 365 days ("linear"), and 100, 250 and 500 vehicles over 60 days ("fleet").
+"ff %" is the share of engine events that were breakpoints run by sim.fast_forward.
 
 Usage:  python3 benchmarks/sim_speed.py            # all cases
         python3 benchmarks/sim_speed.py --only a   # one case
@@ -96,6 +97,7 @@ def one(vehicles: int, chargers: int, days: int, strategy: str) -> dict:
         "engine_s": round(stats.wall_seconds, 2),
         "events": stats.sim_events,
         "allocations": stats.allocations,
+        "fast_forwarded": stats.fast_forwarded,
         "events_per_s": round(stats.sim_events / stats.wall_seconds),
         "peak_rss_mb": round(peak_mb),
         "ready_share": result.summary["departures_ready_share"],
@@ -128,7 +130,7 @@ def main() -> None:
     groups = [args.only] if args.only else list(CASES)
     print(
         f"{'case':<7}{'vehicles':>9}{'chargers':>9}{'days':>6}  {'strategy':<20}{'wall s':>8}{'cpu s':>8}{'events':>10}"
-        f"{'events/s':>10}{'allocs':>9}{'peak MB':>9}{'ready':>8}"
+        f"{'events/s':>10}{'allocs':>9}{'ff %':>6}{'peak MB':>9}{'ready':>8}"
     )
     for group in groups:
         for case in CASES[group]:
@@ -143,6 +145,7 @@ def main() -> None:
             print(
                 f"{group:<7}{r['vehicles']:>9}{r['chargers']:>9}{r['days']:>6}  {r['strategy']:<20}"
                 f"{r['wall_s']:>8.2f}{r['cpu_s']:>8.2f}{r['events']:>10,}{r['events_per_s']:>10,}{r['allocations']:>9,}"
+                f"{100.0 * r['fast_forwarded'] / max(r['events'], 1):>6.0f}"
                 f"{r['peak_rss_mb']:>9}{r['ready_share']:>8.3f}",
                 flush=True,
             )

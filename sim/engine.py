@@ -244,6 +244,7 @@ class Engine:
         self.sim_events = 0
         self.fast_forwarded = 0  # breakpoints handled by sim.fast_forward
         self._ff: FF.Loop | None = None
+        self._ff_snapshot: SiteSnapshot | None = None
         if fast_forward and self._may_fast_forward():
             self._ff_logs = FF.Logs(len(self.connectors), len(self.chargers))
             self._ff = FF.Loop(
@@ -842,34 +843,46 @@ class Engine:
                 self.env.set_timer(max(t - now, 0.0), self._on_timer)
             else:
                 self.env.clear_timer()
-        if (
-            self._ff is not None
-            and math.isfinite(t)
-            and not (self._update_pending or self._dirty_alloc or self._dirty_decide or self._waits)
-            and self.env.timer_time < self.env.next_foreign()
-            and self._fixed_levels == (self.site.base_kw, self.site.price, self.site.limit_kw)
-        ):
-            self._fast_forward(now)
+        if math.isfinite(t) and self._may_fast_forward_now(self.env.timer_time):
+            self._fast_forward(now, self.env.timer_time)
 
     def _may_fast_forward(self) -> bool:
         """Whether :mod:`sim.fast_forward` can run this scenario's breakpoints (see there)."""
         builtin = FF.builtin_kernel(self.strategy_name)
         return builtin is not None and self.kernel is builtin and self.battery is None
 
-    def _fast_forward(self, now: float) -> None:
+    def _may_fast_forward_now(self, timer_at: float) -> bool:
+        """Whether the breakpoint due at ``timer_at`` may go to :meth:`_fast_forward`.
+
+        Not while a change waits for the update event or a vehicle waits for a SoC,
+        not if another process has an event first (or at the same time), and not
+        before the site's fixed levels (base load, price, limit) of the current values
+        have been recorded by a segment.
+        """
+        return (
+            self._ff is not None
+            and not (self._update_pending or self._dirty_alloc or self._dirty_decide or self._waits)
+            and timer_at < self.env.next_foreign()
+            and self._fixed_levels == (self.site.base_kw, self.site.price, self.site.limit_kw)
+        )
+
+    def _fast_forward(self, since: float, timer_at: float) -> None:
         """Run the breakpoints before the next event of another process in compiled code.
 
-        See :mod:`sim.fast_forward`; then write what it logged, in order, and set the
-        timer where it stopped.
+        ``since`` is where the current power segment started, ``timer_at`` when the
+        timer for the next breakpoint fires. See :mod:`sim.fast_forward`; then write what
+        it logged, in order, and set the timer where it stopped.
         """
         sl = self.slots
         site = self.site
         loop = self._ff
-        grid = site.limit_kw - site.base_kw + site.pv_kw
-        snapshot = SiteSnapshot(max(grid, 0.0), self.groups, (), self.preemption_h)  # as _reallocate builds it
+        grid = max(site.limit_kw - site.base_kw + site.pv_kw, 0.0)
+        snapshot = self._ff_snapshot
+        if snapshot is None or snapshot.grid_kw != grid:  # as _reallocate builds it (no prices, no battery)
+            snapshot = self._ff_snapshot = SiteSnapshot(grid, self.groups, (), self.preemption_h)
         has_pv = self.cfg.site.pv is not None
         loop.run(
-            now, self._timer_t, self.env.timer_time, self._throttled, self.env.next_foreign(), self.horizon, _EPS_T,
+            since, self._timer_t, timer_at, self._throttled, self.env.next_foreign(), self.horizon, _EPS_T,
             self.tolerance, self._needs_hours, site.base_kw, site.pv_kw, has_pv, self.epoch_s, self.kernel,
             snapshot, self._table,
         )  # fmt: skip
@@ -901,6 +914,10 @@ class Engine:
             self.env.clear_timer()
 
     def _on_timer(self) -> None:
+        if self._may_fast_forward_now(self.env.now):
+            self._fast_forward(self._seg_t, self.env.now)  # this breakpoint and the next ones
+            if self._ff.steps:
+                return
         self._timer_t = math.inf
         self.sim_events += 1
         self._flush()

@@ -69,6 +69,7 @@ class RunStats:
     wall_seconds: float
     sim_events: int
     allocations: int
+    fast_forwarded: int = 0  # of sim_events, breakpoints run by sim.fast_forward
 
 
 class TableSource(Protocol):

@@ -58,7 +58,7 @@ def run_scenario(
     engine.run()
     wall = time.perf_counter() - started
     info = run_info(loaded, engine)
-    stats = RunStats(wall, engine.sim_events, engine.allocations)
+    stats = RunStats(wall, engine.sim_events, engine.allocations, engine.fast_forwarded)
     recorder = engine.recorder
     del engine
     # KPIs straight from the compact buffers: the site series they need and the few
