@@ -8,7 +8,12 @@ ahead of time when the package is installed, so a run starts without a JIT.
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-MODULES = ("sim.slot_kernels", "sim.fast_forward_loop", "sim.level_merge")
+MODULES = (
+    "sim.slot_kernels",
+    "sim.fast_forward_loop",
+    "sim.level_merge",
+    "backend.charging.strategies.fill_kernels",
+)
 
 setup(
     ext_modules=cythonize(

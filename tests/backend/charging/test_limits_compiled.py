@@ -15,6 +15,8 @@ unpinned reference they differ by summation order only, so within 1e-12 relative
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.machinery
 import math
 import subprocess
 import sys
@@ -28,7 +30,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backend.charging.allocation import CapacityGroup, SiteSnapshot
-from backend.charging.strategies import _limits
+from backend.charging.strategies import _limits, fill_kernels, least_laxity_first
 from backend.charging.strategies._limits import greedy_fill, grid_limit, wanted_kw, water_fill
 from backend.charging.strategies.least_laxity_first import laxity_key
 from backend.charging.table import FloatArray, SessionTable, group_caps
@@ -37,8 +39,8 @@ NOW = 1_700_000_000.0
 H = 3600.0
 _REL_TOL = 1e-12
 
-# A first example may compile a variant of a kernel for argument types the import did
-# not compile, which takes longer than Hypothesis's default deadline.
+# No deadline: the Python references, not the kernels, set the time of an example, and
+# a loaded machine must not fail them.
 COMPILED = settings(max_examples=200, deadline=None)
 # Tables of up to 300 rows (numpy's summation blocks are 128, the sort's runs 16) are
 # slow to draw; fewer of them suffice.
@@ -582,25 +584,56 @@ def test_memberships_outside_the_table_raise_rather_than_read_past_it(members):
         water(site, table)
 
 
-# The compiled functions that Python code calls (the others are compiled into these).
-ENTRY_POINTS = (
-    "_wanted",
-    "_demand_exceeds",
-    "_grid_fits",
-    "_greedy_prefix",
-    "_water_level",
-    "_greedy_serve",
-    "_water_serve",
-)
+def short(table: SessionTable, **columns: list[float] | list[int]) -> SessionTable:
+    """``table`` with the given columns replaced, typically by ones of the wrong length."""
+    arrays = {name: np.array(values, dtype=getattr(table, name).dtype) for name, values in columns.items()}
+    return dataclasses.replace(table, **arrays)
 
 
-def test_the_kernels_are_compiled_when_the_module_is_imported():
-    # The first allocation must not pay for compiling (a simulation's first event, a
-    # test's deadline); importing the strategies compiles them or loads numba's cache.
+TWO = table_of([22.0, 22.0])
+GRID_BINDS = SiteSnapshot(10.0)
+GROUP_BINDS = SiteSnapshot(100.0, (CapacityGroup("charger", 30.0),))
+TWO_SHARING = table_of([22.0, 22.0], members=((0, 0), (1, 0)))
+MISMATCHED = {
+    "wanted_kw: energy": lambda: wanted_kw(short(TWO, energy_kwh=[30.0])),
+    "greedy grid path: efficiency": lambda: greedy(GRID_BINDS, short(TWO, efficiency=[1.0]), np.zeros(2)),
+    "greedy grid path: key": lambda: greedy(GRID_BINDS, TWO, np.zeros(1)),
+    "greedy grid path: rank": lambda: greedy(GRID_BINDS, short(TWO, rank=[0]), np.zeros(2)),
+    "greedy group path: efficiency": lambda: greedy(GROUP_BINDS, short(TWO_SHARING, efficiency=[1.0]), np.zeros(2)),
+    "greedy group path: key": lambda: greedy(GROUP_BINDS, TWO_SHARING, np.zeros(1)),
+    "greedy group path: rank": lambda: greedy(GROUP_BINDS, short(TWO_SHARING, rank=[0]), np.zeros(2)),
+    "water level: efficiency": lambda: water(GRID_BINDS, short(TWO, efficiency=[1.0])),
+    "water level: rank": lambda: water(GRID_BINDS, short(TWO, rank=[0])),
+    "water group path: efficiency": lambda: water(GROUP_BINDS, short(TWO_SHARING, efficiency=[1.0])),
+    "memberships": lambda: water(GROUP_BINDS, short(TWO_SHARING, member_group=[0])),
+    "laxity_key: hours": lambda: laxity_key(short(TWO, hours_to_target=[1.0]), NOW),
+    "laxity_key: current kW": lambda: laxity_key(short(TWO, current_kw=[0.0]), NOW, 0.25),
+}
+
+
+@pytest.mark.parametrize("call", MISMATCHED.values(), ids=MISMATCHED.keys())
+def test_columns_of_different_lengths_raise_rather_than_read_past_them(call):
+    # The kernels run without bounds checks, so each checks the lengths it relies on.
+    with pytest.raises(ValueError, match="differ in length"):
+        call()
+
+
+def test_the_kernels_are_compiled_at_install_and_importing_them_loads_no_compiler():
+    # The allocation runs in every simulator process: it must be the extension module
+    # built at install (not a Python fallback), and importing the strategies must load
+    # nothing beyond their own modules, the standard library and Cython's runtime
+    # (no JIT compiler, whose memory and start-up time every run would pay).
+    assert isinstance(fill_kernels.__loader__, importlib.machinery.ExtensionFileLoader)
+    assert _limits._water_serve is fill_kernels.water_serve
+    assert least_laxity_first._laxity is fill_kernels.laxity
     code = (
-        "from backend.charging.strategies import _limits, least_laxity_first\n"
-        f"kernels = [getattr(_limits, name) for name in {ENTRY_POINTS!r}] + [least_laxity_first._laxity]\n"
-        "print([kernel.__name__ for kernel in kernels if not kernel.signatures])\n"
+        "import sys\n"
+        "import numpy, backend.charging.table\n"
+        "before = set(sys.modules)\n"
+        "import backend.charging.strategies\n"
+        "print(sorted(name for name in set(sys.modules) - before if not (\n"
+        "    name.startswith('backend.') or 'cython' in name or name.partition('.')[0] in sys.stdlib_module_names\n"
+        ")))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=600)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert done.stdout.strip() == "[]"
