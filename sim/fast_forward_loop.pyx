@@ -1,4 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+# distutils: extra_compile_args = -ffp-contract=off
 """The compiled loop of :mod:`sim.fast_forward`: breakpoints that need no decision.
 
 See :mod:`sim.fast_forward` for what it does and when the engine may call it. The loop

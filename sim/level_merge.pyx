@@ -1,4 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+# distutils: extra_compile_args = -ffp-contract=off
 """The compiled pass of :class:`sim.recorder.Recorder` that merges logged level changes into segments.
 
 A year of a large depot logs millions of power-level changes; replaying them one

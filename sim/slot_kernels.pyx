@@ -1,4 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+# distutils: extra_compile_args = -ffp-contract=off
 """Compiled per-row arithmetic of the session rows (:mod:`sim.slots`).
 
 An engine event touches every connector row with a few floating-point operations
