@@ -12,9 +12,15 @@ Same-instant changes are batched: they mark the engine dirty and one zero-delay
 "update" event runs the operator policy and the allocator once for all of them.
 
 The numbers of every session (SoC, limit, curve piece, next breakpoint) live in
-:class:`sim.slots.Slots`, one numpy row per connector, and the allocator is called in
-its array form (:mod:`backend.charging.table`), so an event costs a fixed number of
-array operations rather than a Python pass over every plugged-in vehicle.
+:class:`sim.slots.Slots`, one row per connector, worked on by compiled loops
+(:mod:`sim.slot_kernels`), and the allocator is called in its array form
+(:mod:`backend.charging.table`), so an event costs a few compiled calls rather than a
+Python pass over every plugged-in vehicle.
+
+The next breakpoint is the environment's one timer (:class:`sim.environment.
+TimerEnvironment`). Breakpoints that need no decision — a taper step, a new curve
+piece, a limit crossing — are run in one compiled call until the next event of another
+process (:mod:`sim.fast_forward`); the run is identical to taking each through SimPy.
 """
 
 from __future__ import annotations
