@@ -141,10 +141,11 @@ class Engine:
             loaded: the validated scenario.
             policy: the operator policy (default: the scenario's ``operations.assignment``).
             progress: called with the completed fraction (0..1) as the run advances.
-            fast_forward: run breakpoints that need no decision in compiled code
-                (:mod:`sim.fast_forward`) where the run allows it. Off, every breakpoint
-                is a SimPy event; results are the same either way (the tests hold
-                them equal), only slower.
+            fast_forward: run breakpoints that need no decision, and allocations, in
+                compiled code (:mod:`sim.fast_forward`) where the run allows it. Off,
+                every breakpoint is a SimPy event and every allocation runs step by step
+                in Python; results are the same either way (the tests hold them equal),
+                only slower.
         """
         cfg = loaded.config
         self.cfg = cfg
@@ -738,6 +739,18 @@ class Engine:
         self.allocations += 1
         site = self.site
         sl = self.slots
+        loop = self._ff
+        if loop is not None:  # the same steps in one compiled call (see Loop.allocate)
+            done, throttled = loop.allocate(
+                now, _EPS_T, self.tolerance, self._needs_hours, self._waits > 0, self.epoch_s, self.kernel,
+                self._site_snapshot(), self._table,
+            )  # fmt: skip
+            if done:
+                self._throttled = throttled
+                self._write_logs(loop)
+                self._any_power = sl.any_power()
+                self._schedule_timer(now)
+                return
         n_active, n_full = sl.allocation_inputs(self._needs_hours)
         if n_full:
             self._stop_full(sl.full_rows(n_full), now)
@@ -882,10 +895,7 @@ class Engine:
         sl = self.slots
         site = self.site
         loop = self._ff
-        grid = max(site.limit_kw - site.base_kw + site.pv_kw, 0.0)
-        snapshot = self._ff_snapshot
-        if snapshot is None or snapshot.grid_kw != grid:  # as _reallocate builds it (no prices, no battery)
-            snapshot = self._ff_snapshot = SiteSnapshot(grid, self.groups, (), self.preemption_h)
+        snapshot = self._site_snapshot()
         has_pv = self.cfg.site.pv is not None
         loop.run(
             since, self._timer_t, timer_at, self._throttled, self.env.next_foreign(), self.horizon, _EPS_T,
@@ -898,6 +908,27 @@ class Engine:
         self.sim_events += steps
         self.fast_forwarded += steps
         self.allocations += loop.allocations
+        self._write_logs(loop)
+        self._seg_t = loop.now
+        self._throttled = loop.throttled
+        self._any_power = sl.any_power()
+        self._timer_t = loop.timer_t
+        if math.isfinite(loop.timer_t):
+            self.env.set_timer_at(loop.timer_at, self._on_timer)
+        else:
+            self.env.clear_timer()
+
+    def _site_snapshot(self) -> SiteSnapshot:
+        """The site as ``_reallocate`` passes it when :mod:`sim.fast_forward` may run (no prices, no battery)."""
+        site = self.site
+        grid = max(site.limit_kw - site.base_kw + site.pv_kw, 0.0)
+        snapshot = self._ff_snapshot
+        if snapshot is None or snapshot.grid_kw != grid:
+            snapshot = self._ff_snapshot = SiteSnapshot(grid, self.groups, (), self.preemption_h)
+        return snapshot
+
+    def _write_logs(self, loop: FF.Loop) -> None:
+        """Record what a compiled call logged: power levels, then connector statuses, in order."""
         logs = self._ff_logs
         self.recorder.log_levels(logs.levels[: loop.n_levels])
         n = loop.n_status
@@ -910,14 +941,8 @@ class Engine:
                 self._set_status(conn, S.CHARGING, t)
             elif not conn.charger.faulted:
                 self._set_status(conn, S.SUSPENDED_EV if code == K.SUSPENDED_EV else S.SUSPENDED_EVSE, t)
-        self._seg_t = loop.now
-        self._throttled = loop.throttled
-        self._any_power = sl.any_power()
-        self._timer_t = loop.timer_t
-        if math.isfinite(loop.timer_t):
-            self.env.set_timer_at(loop.timer_at, self._on_timer)
-        else:
-            self.env.clear_timer()
+            else:  # a faulted charger keeps its status (as _show_plan): so does the row's code
+                self.slots.status[j] = _STATUS_CODE.get(conn.status, 0)
 
     def _on_timer(self) -> None:
         if self._may_fast_forward_now(self.env.now):

@@ -157,6 +157,36 @@ cdef class Loop:
         for i in range(closed):
             self._level(self.charger_levels[self.span_charger[i]], self.span_start[i], self.span_value[i])
 
+    def allocate(self, double now, double eps_t, double tolerance, bint with_hours, bint waits, double epoch,
+                 kernel, snapshot, table):
+        """The engine's full allocation at ``now``, as ``_reallocate`` runs it for these runs.
+
+        Fills the allocator's inputs, calls ``kernel(snapshot, table, epoch + now)``,
+        re-plans the rows whose limit changed (or whose breakpoint is due, or, when
+        ``waits``, whose vehicle waits for a SoC) and logs the status moves and closed
+        charger spans. Returns (done, throttled); done is False, with nothing changed,
+        when some session reached its target by rounding: the engine stops those in
+        Python first.
+        """
+        cdef Py_ssize_t n_active, n_full, n, i
+        cdef bint throttled
+        cdef const double[::1] kw
+        self.n_levels = 0
+        self.n_status = 0
+        n_active, n_full = allocation_inputs(self.f, self.mode, self.sloped, self.occupied, with_hours, self.active,
+                                             self.max_kw, self.energy, self.hours, self.rows_buf)
+        if n_full:
+            return False, False
+        if not n_active:
+            return True, False
+        kw = kernel(snapshot, table, epoch + now)
+        n, throttled = changed_rows(self.f, self.active, kw, self.max_kw, now + eps_t, waits, self.rows_buf)
+        if n:
+            for i in range(n):
+                self.kw_buf[i] = kw[self.rows_buf[i]]
+            self._apply(n, now, tolerance)
+        return True, throttled
+
     def run(self, double now, double timer_t, double timer_at, bint throttled, double until, double horizon,
             double eps_t, double tolerance, bint with_hours, double base_kw, double pv_kw, bint has_pv,
             double epoch, kernel, snapshot, table):
