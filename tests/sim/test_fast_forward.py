@@ -89,7 +89,7 @@ def test_shared_chargers_whose_limit_binds_run_the_same(strategy: str) -> None:
     assert _assert_same_run(shared).fast_forwarded > 0
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     vehicles=st.integers(1, 10),
     chargers=st.integers(1, 6),
@@ -98,17 +98,29 @@ def test_shared_chargers_whose_limit_binds_run_the_same(strategy: str) -> None:
     tolerance=st.sampled_from([0.01, 0.05, 0.2]),
     initial_soc=st.floats(0.1, 0.95),
     connectors=st.sampled_from([1, 2]),
+    operations=st.fixed_dictionaries(
+        {
+            "operations.plug_swap": st.booleans(),
+            "operations.below_min_soc": st.sampled_from(["delay", "cancel"]),
+            "operations.min_departure_soc": st.sampled_from([0.2, 0.6, 0.85]),
+            "operations.assignment": st.sampled_from(["first_free", "earliest_departure"]),
+        }
+    ),
+    faults=st.booleans(),
     seed=st.integers(0, 1000),
 )
-def test_random_depots_run_the_same(vehicles, chargers, grid_kw, strategy, tolerance, initial_soc, connectors, seed):
-    data = with_changes(
-        depot(vehicles, chargers, grid_kw, strategy),
-        **{
-            "duration": "3d",
-            "seed": seed,
-            "charging.reallocation_tolerance": tolerance,
-            "fleet.groups.g.initial_soc": initial_soc,
-            "chargers.dc.connectors_per_charger": connectors,
-        },
-    )
-    _assert_same_run(data)
+def test_random_depots_run_the_same(
+    vehicles, chargers, grid_kw, strategy, tolerance, initial_soc, connectors, operations, faults, seed
+) -> None:
+    """Swaps, late and cancelled departures, waits for a SoC and random faults included."""
+    changes = {
+        "duration": "3d",
+        "seed": seed,
+        "charging.reallocation_tolerance": tolerance,
+        "fleet.groups.g.initial_soc": initial_soc,
+        "chargers.dc.connectors_per_charger": connectors,
+        **operations,
+    }
+    if faults:
+        changes["chargers.dc.faults"] = {"mtbf_hours": 12.0, "mttr_hours": 2.0}
+    _assert_same_run(with_changes(depot(vehicles, chargers, grid_kw, strategy), **changes))
