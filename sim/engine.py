@@ -900,7 +900,7 @@ class Engine:
         loop.run(
             since, self._timer_t, timer_at, self._throttled, self.env.next_foreign(), self.horizon, _EPS_T,
             self.tolerance, self._needs_hours, site.base_kw, site.pv_kw, has_pv, self.epoch_s, self.kernel,
-            snapshot, self._table,
+            snapshot, self._table, not (self.ops.plug_swap and self.queue),
         )  # fmt: skip
         steps = loop.steps
         if not steps:
@@ -928,8 +928,14 @@ class Engine:
         return snapshot
 
     def _write_logs(self, loop: FF.Loop) -> None:
-        """Record what a compiled call logged: power levels, then connector statuses, in order."""
+        """Record what a compiled call logged: targets reached, power levels, connector statuses, in order."""
         logs = self._ff_logs
+        n = loop.n_targets
+        if n:  # as _target_reached, without asking for a decision: no plug swap could follow
+            soc = self.slots.soc
+            vehicle = self.recorder.vehicle
+            for t, j in zip(logs.target_t[:n].tolist(), logs.target_row[:n].tolist(), strict=True):
+                vehicle(t, self._row_session[j].vehicle.spec.vehicle_id, soc.item(j), "plugged", "target_reached")
         self.recorder.log_levels(logs.levels[: loop.n_levels])
         n = loop.n_status
         connectors = self.connectors

@@ -19,8 +19,10 @@ engine writes the logs to its recorder after the call, in order, before anything
 else happens.
 
 The loop stops, before changing anything, at the first breakpoint that needs Python:
-a session reaching its target (its vehicle is told, a plug swap may follow) or one
-that would reach it by rounding, the next event of another process, or full logs.
+a session reaching its target while a plug swap may follow (the operator policy
+decides), one that would reach it by rounding, the next event of another process, or
+full logs. A session reaching its target with no swap possible is handled in the loop
+and logged for the vehicle table.
 The engine then sets its timer there. It runs only for the built-in strategies whose
 allocation depends on nothing but the sessions and the site (not ``cost_aware``, which
 plans over the tariff), without a stationary battery (dispatched in Python at every
@@ -59,16 +61,19 @@ class Logs:
 
     ``levels`` holds power-level changes as the recorder logs them, (series id, t,
     value) rows (see :meth:`sim.recorder.Recorder.level_at`); ``status_*`` the
-    connector status changes. A breakpoint adds at most 6 site levels and two per
-    charger, and two status changes per row; there is room for at least ``steps``.
+    connector status changes; ``target_*`` the sessions that reached their target. A
+    breakpoint adds at most 6 site levels and three per charger, three status changes
+    per row and one target per row; there is room for at least ``steps``.
     """
 
     def __init__(self, rows: int, chargers: int, steps: int = 64) -> None:
-        self.levels = np.zeros((steps * (6 + 2 * chargers), 3))
-        status_rows = steps * 2 * rows
+        self.levels = np.zeros((steps * (6 + 3 * chargers), 3))
+        status_rows = steps * 3 * rows
         self.status_t = np.zeros(status_rows)
         self.status_row = np.zeros(status_rows, dtype=np.int64)
         self.status_code = np.zeros(status_rows, dtype=np.int8)
+        self.target_t = np.zeros(steps * rows)
+        self.target_row = np.zeros(steps * rows, dtype=np.int64)
         # scratch: one span closing (charger, start, kW), rows and their kW, chargers seen
         self.span_charger = np.zeros(chargers, dtype=np.int64)
         self.span_start = np.zeros(chargers)

@@ -48,10 +48,12 @@ cdef class Loop:
     cdef double[::1] status_t
     cdef int64_t[::1] status_row
     cdef signed char[::1] status_code
+    cdef double[::1] target_t
+    cdef int64_t[::1] target_row
     # results of the last run
     cdef public double now, timer_t, timer_at
     cdef public bint throttled
-    cdef public Py_ssize_t steps, allocations, n_levels, n_status
+    cdef public Py_ssize_t steps, allocations, n_levels, n_status, n_targets
 
     def __init__(self, slots, row_curve, row_charger, member_start, members, span_kw, since, site_levels,
                  charger_levels, due_rows, due_kind, logs):
@@ -82,6 +84,8 @@ cdef class Loop:
         self.status_t = logs.status_t
         self.status_row = logs.status_row
         self.status_code = logs.status_code
+        self.target_t = logs.target_t
+        self.target_row = logs.target_row
         self.span_charger = logs.span_charger
         self.span_start = logs.span_start
         self.span_value = logs.span_kw
@@ -173,6 +177,7 @@ cdef class Loop:
         cdef const double[::1] kw
         self.n_levels = 0
         self.n_status = 0
+        self.n_targets = 0
         n_active, n_full = allocation_inputs(self.f, self.mode, self.sloped, self.occupied, with_hours, self.active,
                                              self.max_kw, self.energy, self.hours, self.rows_buf)
         if n_full:
@@ -189,7 +194,7 @@ cdef class Loop:
 
     def run(self, double now, double timer_t, double timer_at, bint throttled, double until, double horizon,
             double eps_t, double tolerance, bint with_hours, double base_kw, double pv_kw, bint has_pv,
-            double epoch, kernel, snapshot, table):
+            double epoch, kernel, snapshot, table, bint targets):
         """Handle breakpoints while they need no decision and come before ``until``.
 
         Each one is what the engine's timer event would do: integrate to it (and log
@@ -199,6 +204,10 @@ cdef class Loop:
         table, epoch + now)`` — the allocation the engine would run — and re-plan the
         rows it changed; then the timer moves to the earliest breakpoint. The results
         are in the public attributes.
+
+        With ``targets`` (no plug swap can follow: swapping is off or no vehicle
+        queues), a session reaching its target is handled here too: it is logged for
+        the engine's vehicle table and its limit goes to 0, as ``_on_timer`` does.
         """
         cdef Py_ssize_t n_rows = self.f.shape[1], n_chargers = self.span_kw.shape[0]
         cdef Py_ssize_t j, i, n, n_due, n_active, p
@@ -211,9 +220,11 @@ cdef class Loop:
         self.allocations = 0
         self.n_levels = 0
         self.n_status = 0
+        self.n_targets = 0
         while timer_t < INFINITY and timer_at < until:
-            if (self.n_levels + 6 + 2 * n_chargers > self.levels.shape[0]
-                    or self.n_status + 2 * n_rows > self.status_t.shape[0]):
+            if (self.n_levels + 6 + 3 * n_chargers > self.levels.shape[0]
+                    or self.n_status + 3 * n_rows > self.status_t.shape[0]
+                    or self.n_targets + n_rows > self.target_t.shape[0]):
                 break  # the logs are full: let the engine write them first
             t = timer_at
             h = (t - now) / 3600.0
@@ -241,8 +252,8 @@ cdef class Loop:
                     snapped = crit if crit < target else target
                     if new > snapped:
                         snapped = new
-                    if snapped >= target - 1e-7:
-                        python = True  # reaches its target
+                    if snapped >= target - 1e-7 and not targets:
+                        python = True  # reaches its target, and a plug swap may follow
                         break
                 elif m != 0 and new >= target - _EPS_SOC:
                     python = True  # would reach it by rounding: the engine stops it
@@ -269,10 +280,20 @@ cdef class Loop:
             timer_t = INFINITY
             self.steps += 1
             n_due = due_breakpoints(self.f, self.rank, due, self.due_rows, self.due_kind)
+            n = 0
             for i in range(n_due):
-                if self.due_kind[i] == 2:
-                    j = self.due_rows[i]
+                j = self.due_rows[i]
+                if self.due_kind[i] == 1:  # at its target: the engine records it, then its limit goes to 0
+                    self.target_t[self.n_targets] = now
+                    self.target_row[self.n_targets] = j
+                    self.n_targets += 1
+                    self.rows_buf[n] = j
+                    self.kw_buf[n] = 0.0
+                    n += 1
+                elif self.due_kind[i] == 2:
                     self._set_piece(j, self.f[SOC, j])
+            if n:
+                self._apply(n, now, tolerance)
             full = throttled
             if not throttled:
                 # the due rows keep their limits; a full allocation only if one could now take more
