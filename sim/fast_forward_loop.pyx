@@ -8,13 +8,12 @@ passes only what changed: the site, the time of the next event of another proces
 and where the engine stands.
 """
 
-from libc.math cimport INFINITY, expm1
+from libc.math cimport INFINITY
 from libc.stdint cimport int64_t
 
 from sim.slot_kernels cimport (
-    A, ACC, B, CAP, CEIL, CHARGING, CRIT, DEP, HI, LIMIT, LO, NEXT_T, POWER, SAFE_B, SOC, SUSPENDED_EV,
-    SUSPENDED_EVSE, TARGET, UNIT_H,
-    allocation_inputs, changed_rows, close_spans, due_breakpoints, integrate, plan,
+    A, B, CHARGING, CRIT, HI, LIMIT, LO, NEXT_T, SAFE_B, SOC, SUSPENDED_EV, SUSPENDED_EVSE, TARGET, UNIT_H,
+    allocation_inputs, changed_rows, close_spans, due_breakpoints, integrate, plan, snapped_soc, soc_after,
 )
 
 cdef double _EPS_SOC = 1e-9
@@ -211,7 +210,7 @@ cdef class Loop:
         """
         cdef Py_ssize_t n_rows = self.f.shape[1], n_chargers = self.span_kw.shape[0]
         cdef Py_ssize_t j, i, n, n_due, n_active, p
-        cdef double t, h, due, soc, new, cap, slope, target, crit, snapped, delivered, drawn
+        cdef double t, h, due, new, target, delivered, drawn
         cdef double chargers_kw, load, demand, pv_now, pv_used, grid, curve_kw, nxt
         cdef signed char m
         cdef bint python, full, any_session
@@ -234,25 +233,11 @@ cdef class Loop:
             for j in range(n_rows):
                 if not self.occupied[j]:
                     continue
-                soc = self.f[SOC, j]
-                new = soc
                 m = self.mode[j]
-                if m != 0:
-                    cap = self.f[CAP, j]
-                    if m == 2 and self.sloped[j]:
-                        slope = self.f[B, j]
-                        new = soc + (self.f[A, j] + slope * soc) / self.f[SAFE_B, j] * expm1(slope * h / cap)
-                    else:
-                        new = soc + self.f[POWER, j] * h / cap
-                    if new > self.f[CEIL, j]:
-                        new = self.f[CEIL, j]
+                new = soc_after(self.f, m, self.sloped[j], j, h) if m != 0 else self.f[SOC, j]
                 target = self.f[TARGET, j]
                 if self.f[NEXT_T, j] <= due:
-                    crit = self.f[CRIT, j]
-                    snapped = crit if crit < target else target
-                    if new > snapped:
-                        snapped = new
-                    if snapped >= target - 1e-7 and not targets:
+                    if snapped_soc(new, self.f[CRIT, j], target) >= target - 1e-7 and not targets:
                         python = True  # reaches its target, and a plug swap may follow
                         break
                 elif m != 0 and new >= target - _EPS_SOC:

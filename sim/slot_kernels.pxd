@@ -1,4 +1,5 @@
 # Declarations of sim/slot_kernels.pyx that other compiled modules (sim/fast_forward.pyx) call.
+from libc.math cimport expm1
 from libc.stdint cimport int64_t
 
 cpdef enum:
@@ -65,3 +66,29 @@ cpdef Py_ssize_t close_spans(
 cpdef Py_ssize_t due_breakpoints(
     double[:, ::1] f, const int64_t[::1] rank, double due, int64_t[::1] out_rows, signed char[::1] out_kind
 )
+
+
+cdef inline double soc_after(
+    double[:, ::1] f, signed char mode, bint sloped, Py_ssize_t j, double hours
+) noexcept nogil:
+    """Row j's SoC ``hours`` after its last integration (mode != 0): the integration step.
+
+    Linear while the limit binds (and on a flat piece), exponential while a sloped curve
+    piece binds; never past ``ceil``. Shared by ``integrate`` and the fast-forward loop's
+    look-ahead, which must agree to the bit.
+    """
+    cdef double soc = f[SOC, j], cap = f[CAP, j], b, new
+    if mode == 2 and sloped:
+        b = f[B, j]
+        new = soc + (f[A, j] + b * soc) / f[SAFE_B, j] * expm1(b * hours / cap)
+    else:
+        new = soc + f[POWER, j] * hours / cap
+    return f[CEIL, j] if new > f[CEIL, j] else new
+
+
+cdef inline double snapped_soc(double soc, double crit, double target) noexcept nogil:
+    """The SoC a row at its breakpoint is set to: its breakpoint SoC (or target), never below ``soc``."""
+    cdef double snapped = crit if crit < target else target
+    if soc > snapped:
+        snapped = soc
+    return snapped

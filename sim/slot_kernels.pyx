@@ -18,7 +18,7 @@ linearly while the limit binds (mode 1) and exponentially while the curve binds
 (mode 2); mode 0 draws nothing. Boolean arrays are numpy ``bool`` arrays.
 """
 
-from libc.math cimport INFINITY, expm1, fabs, isfinite, isnan, log1p
+from libc.math cimport INFINITY, fabs, isfinite, isnan, log1p
 from libc.stdint cimport int64_t
 
 EPS_SOC = 1e-9
@@ -47,7 +47,7 @@ cpdef tuple integrate(double[:, ::1] f, const signed char[::1] mode, const unsig
     row on a flat piece draws the constant ``power`` = ``a``, so the linear formula is
     exact for it.
     """
-    cdef double delivered = 0.0, drawn = 0.0, soc, cap, new, b, energy
+    cdef double delivered = 0.0, drawn = 0.0, soc, new, energy
     cdef Py_ssize_t j
     cdef signed char m
     for j in range(f.shape[1]):
@@ -55,15 +55,8 @@ cpdef tuple integrate(double[:, ::1] f, const signed char[::1] mode, const unsig
         if m == 0:
             continue
         soc = f[SOC, j]
-        cap = f[CAP, j]
-        if m == 2 and sloped[j]:
-            b = f[B, j]
-            new = soc + (f[A, j] + b * soc) / f[SAFE_B, j] * expm1(b * hours / cap)
-        else:
-            new = soc + f[POWER, j] * hours / cap
-        if new > f[CEIL, j]:
-            new = f[CEIL, j]
-        energy = (new - soc) * cap
+        new = soc_after(f, m, sloped[j], j, hours)
+        energy = (new - soc) * f[CAP, j]
         f[SOC, j] = new
         f[KWH, j] += energy
         f[ACC, j] += energy
@@ -294,7 +287,7 @@ cpdef Py_ssize_t due_breakpoints(
     """
     cdef Py_ssize_t i, j, n = 0
     cdef int64_t row
-    cdef double s0, target, crit, snapped, gained
+    cdef double s0, target, snapped, gained
     for j in range(f.shape[1]):
         if f[NEXT_T, j] <= due:
             i = n  # insertion by rank: few rows are due at once
@@ -307,10 +300,7 @@ cpdef Py_ssize_t due_breakpoints(
         row = out_rows[i]
         s0 = f[SOC, row]
         target = f[TARGET, row]
-        crit = f[CRIT, row]
-        snapped = crit if crit < target else target
-        if s0 > snapped:
-            snapped = s0
+        snapped = snapped_soc(s0, f[CRIT, row], target)
         if snapped >= target - 1e-7 and target > snapped:
             snapped = target
         gained = (snapped - s0) * f[CAP, row]
