@@ -65,7 +65,7 @@ S = ConnectorStatus
 _EPS_T = 1e-6
 # connector statuses a plan can set, as the codes the compiled steps compare (others: 0)
 _STATUS_CODE = {S.CHARGING: K.CHARGING, S.SUSPENDED_EV: K.SUSPENDED_EV, S.SUSPENDED_EVSE: K.SUSPENDED_EVSE}
-_FEW_ROWS = 16  # up to this many rows, per-row arithmetic beats numpy's per-call overhead
+_CODE_STATUS = {code: status for status, code in _STATUS_CODE.items()}
 
 
 class VehicleState:
@@ -815,17 +815,23 @@ class Engine:
             for j, zero, full in zip(
                 sl.moved[:moved].tolist(), sl.moved_zero[:moved].tolist(), sl.moved_full[:moved].tolist(), strict=True
             ):
-                self._show_plan(j, zero, full)
+                self._show_plan(j, K.CHARGING if not zero else K.SUSPENDED_EV if full else K.SUSPENDED_EVSE)
         self._any_power = sl.any_power()
         self._close_spans(now, rows)
 
-    def _show_plan(self, row: int, zero: bool, full: bool) -> None:
-        """The connector status a new plan implies: Charging, or suspended by the EV or the EVSE."""
+    def _show_plan(self, row: int, code: int, t: float | None = None) -> None:
+        """Show the connector status a new plan implies (``code``: Charging, or suspended by the EV or the EVSE).
+
+        A faulted charger keeps its status, and the row's code (which compiled code may
+        already have set) stays that status's.
+        """
         conn = self.connectors[row]
-        if not zero:
-            self._set_status(conn, S.CHARGING)
+        if code == K.CHARGING:
+            self._set_status(conn, S.CHARGING, t)
         elif not conn.charger.faulted:
-            self._set_status(conn, S.SUSPENDED_EV if full else S.SUSPENDED_EVSE)
+            self._set_status(conn, _CODE_STATUS[code], t)
+        else:
+            self.slots.status[row] = _STATUS_CODE.get(conn.status, 0)
 
     def _close_spans(self, now: float, rows: np.ndarray | None = None, force: bool = False) -> None:
         """Close the power span of the chargers of ``rows`` (all when None) if their power moved.
@@ -938,17 +944,10 @@ class Engine:
                 vehicle(t, self._row_session[j].vehicle.spec.vehicle_id, soc.item(j), "plugged", "target_reached")
         self.recorder.log_levels(logs.levels[: loop.n_levels])
         n = loop.n_status
-        connectors = self.connectors
         for t, j, code in zip(
             logs.status_t[:n].tolist(), logs.status_row[:n].tolist(), logs.status_code[:n].tolist(), strict=True
         ):
-            conn = connectors[j]
-            if code == K.CHARGING:
-                self._set_status(conn, S.CHARGING, t)
-            elif not conn.charger.faulted:
-                self._set_status(conn, S.SUSPENDED_EV if code == K.SUSPENDED_EV else S.SUSPENDED_EVSE, t)
-            else:  # a faulted charger keeps its status (as _show_plan): so does the row's code
-                self.slots.status[j] = _STATUS_CODE.get(conn.status, 0)
+            self._show_plan(j, code, t)
 
     def _on_timer(self) -> None:
         if self._may_fast_forward_now(self.env.now):
