@@ -8,6 +8,7 @@ and two runs with the same seed see exactly the same trips.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -67,9 +68,10 @@ def build_fleet(
         group_rng = np.random.default_rng(rng.integers(2**63))
         if group.schedule is not None:
             count = group.count or 0
+            slots = _daily_slots(config, group.schedule)
             for k in range(count):
                 spec = _spec(f"{gid}-{k + 1:03d}", gid, group.vehicle_type, vtype, curve, group.initial_soc)
-                spec.trips = _daily_trips(config, group.schedule, vtype, k, count, group_rng)
+                spec.trips = _daily_trips(slots, group.schedule, vtype, horizon, k, count, group_rng)
                 vehicles.append(spec)
         else:
             by_vehicle: dict[str, list[DatedBlock]] = {}
@@ -100,16 +102,14 @@ def _noise(rng: np.random.Generator, sigma: float) -> float:
     return float(rng.lognormal(-sigma * sigma / 2, sigma)) if sigma > 0 else 1.0
 
 
-def _daily_trips(
-    config: Scenario, schedule: DailySchedule, vtype: VehicleType, k: int, count: int, rng: np.random.Generator
-) -> list[Trip]:
+def _daily_slots(config: Scenario, schedule: DailySchedule) -> list[tuple[float, float, float]]:
+    """Every block on every operating day, as (pull-out s, pull-in s, km) before a
+    vehicle's stagger and jitter: the same for every vehicle of the group, so the
+    local-time arithmetic runs once per group rather than once per vehicle."""
     tz = config.tz
     start = config.start_utc
-    horizon = config.duration.total_seconds()
     days = {WEEKDAYS.index(d) for d in schedule.days}
-    shift = schedule.stagger_minutes * k / count * 60.0 if count else 0.0
-    trips: list[Trip] = []
-    last_in = -float("inf")
+    slots: list[tuple[float, float, float]] = []
     day = start.astimezone(tz).date() - timedelta(days=1)
     end_day = (start + config.duration).astimezone(tz).date()
     while day <= end_day:
@@ -117,23 +117,49 @@ def _daily_trips(
             midnight = datetime(day.year, day.month, day.day, tzinfo=tz)
             for block in schedule.blocks:
                 back_min = block.pull_in if block.pull_in > block.pull_out else block.pull_in + 1440
-                jitter_out, jitter_in = (
-                    rng.normal(0.0, schedule.jitter_minutes * 60.0, 2) if schedule.jitter_minutes else (0.0, 0.0)
-                )
-                out = _offset(midnight, block.pull_out, start) + shift + float(jitter_out)
-                back = _offset(midnight, back_min, start) + shift + float(jitter_in)
-                out = max(out, last_in)
-                back = max(back, out + _MIN_BLOCK_S)
-                km = (
-                    block.km * max(1.0 + float(rng.normal(0.0, schedule.km_jitter)), 0.05)
-                    if schedule.km_jitter
-                    else block.km
-                )
-                kwh = km * vtype.consumption_kwh_per_km * _noise(rng, vtype.consumption_sigma)
-                if 0 <= out < horizon:
-                    trips.append(Trip(len(trips), out, back, kwh))
-                    last_in = back
+                slots.append((_offset(midnight, block.pull_out, start), _offset(midnight, back_min, start), block.km))
         day += timedelta(days=1)
+    return slots
+
+
+def _daily_trips(
+    slots: list[tuple[float, float, float]],
+    schedule: DailySchedule,
+    vtype: VehicleType,
+    horizon: float,
+    k: int,
+    count: int,
+    rng: np.random.Generator,
+) -> list[Trip]:
+    """Vehicle ``k``'s trips: the group's slots shifted by its stagger, with jitter and noise.
+
+    Per slot the draws are, in this order: pull-out and pull-in jitter, km jitter,
+    consumption noise (each only where the schedule or type asks for it). They are
+    taken as one array of standard normals; ``loc + scale * z`` and ``exp(mean +
+    sigma * z)`` are exactly what ``Generator.normal`` and ``Generator.lognormal``
+    compute from the same draws, so trips do not depend on how they are drawn.
+    """
+    shift = schedule.stagger_minutes * k / count * 60.0 if count else 0.0
+    jitter_s = schedule.jitter_minutes * 60.0
+    km_jitter = schedule.km_jitter
+    sigma = vtype.consumption_sigma
+    mean = -sigma * sigma / 2  # mean-one lognormal, as _noise
+    per_kwh = vtype.consumption_kwh_per_km
+    per_slot = 2 * bool(schedule.jitter_minutes) + bool(km_jitter) + (sigma > 0)
+    z = iter(rng.standard_normal(per_slot * len(slots)).tolist())
+    trips: list[Trip] = []
+    last_in = -math.inf
+    for out_base, back_base, block_km in slots:
+        jitter_out, jitter_in = (0.0 + jitter_s * next(z), 0.0 + jitter_s * next(z)) if jitter_s else (0.0, 0.0)
+        out = out_base + shift + jitter_out
+        back = back_base + shift + jitter_in
+        out = max(out, last_in)
+        back = max(back, out + _MIN_BLOCK_S)
+        km = block_km * max(1.0 + (0.0 + km_jitter * next(z)), 0.05) if km_jitter else block_km
+        kwh = km * per_kwh * (math.exp(mean + sigma * next(z)) if sigma > 0 else 1.0)
+        if 0 <= out < horizon:
+            trips.append(Trip(len(trips), out, back, kwh))
+            last_in = back
     return trips
 
 
