@@ -29,6 +29,7 @@ import math
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import simpy
@@ -312,7 +313,7 @@ class Engine:
         plug_delay = ops.plug_in_delay_minutes * 60.0
         rec.vehicle(0.0, vid, v.soc, v.state, "start")
         # every vehicle starts parked in the depot and queues for a connector
-        env.process(self._plug_in_after(v, plug_delay))
+        self._plug_in_after(v, plug_delay)
         trips = v.spec.trips
         for i, trip in enumerate(trips):
             self._set_next_departure(v, trip.pull_out)
@@ -361,7 +362,7 @@ class Engine:
             self.sim_events += 1
             rec.vehicle(env.now, vid, v.soc, "depot", "pull_in")
             if following is None or following > env.now + plug_delay:
-                env.process(self._plug_in_after(v, plug_delay))
+                self._plug_in_after(v, plug_delay)
             # else: the next pull-out comes before the vehicle could be plugged in
 
     def _set_next_departure(self, v: VehicleState, t: float | None) -> None:
@@ -378,10 +379,15 @@ class Engine:
         if v.session is not None:
             self.slots.wait[v.session.row] = soc if soc is not None else math.nan
 
-    def _plug_in_after(self, v: VehicleState, delay: float):  # noqa: ANN202
-        """Park, then queue for a connector unless the vehicle left meanwhile."""
-        if delay > 0:
-            yield self.env.timeout(delay)
+    def _plug_in_after(self, v: VehicleState, delay: float) -> None:
+        """Park, then queue for a connector unless the vehicle left meanwhile.
+
+        Without a delay the vehicle queues ahead of the other events of this instant,
+        as a process started now would.
+        """
+        self.env.call_in(delay, partial(self._plug_in_due, v), urgent=delay <= 0)
+
+    def _plug_in_due(self, v: VehicleState, _call: object = None) -> None:
         if v.state == "depot" and v.session is None and v.connector is None and v not in self.queue:
             self._enqueue(v)
 
@@ -589,7 +595,7 @@ class Engine:
         self._dirty_decide |= decide
         if not self._update_pending:
             self._update_pending = True
-            self.env.timeout(0).callbacks.append(self._update)
+            self.env.call_in(0.0, self._update)
 
     def _update(self, _event: simpy.Event | None = None) -> None:
         self._update_pending = False
@@ -669,12 +675,12 @@ class Engine:
             v.connector = conn
             v.state = "moving"
             self._set_status(conn, S.PREPARING)
-            self.env.process(self._finish_swap(v, conn))
+            self.env.call_in(self.ops.swap_move_minutes * 60.0, partial(self._finish_swap, v, conn))
         else:
             raise PolicyError(f"unknown action {action!r}")
 
-    def _finish_swap(self, v: VehicleState, conn: Connector):  # noqa: ANN202
-        yield self.env.timeout(self.ops.swap_move_minutes * 60.0)
+    def _finish_swap(self, v: VehicleState, conn: Connector, _call: object = None) -> None:
+        """The moved vehicle arrives at the connector handed to it (unless it was taken meanwhile)."""
         if v.connector is conn and conn.vehicle == v.spec.vehicle_id and not conn.charger.faulted:
             self._plug(v, conn)
 

@@ -18,9 +18,27 @@ event-for-event the same as with a timeout.
 from __future__ import annotations
 
 from collections.abc import Callable
+from heapq import heappush
+from typing import Any
 
 import simpy
-from simpy.core import NORMAL, Infinity
+from simpy.core import NORMAL, URGENT, Infinity
+
+
+class Call:
+    """A function call in the event queue: what a timeout with one callback does.
+
+    SimPy's step pops it, calls ``fn(call)`` and checks ``_ok``, as for any event.
+    It has no value, cannot fail and nothing waits on it, so it skips the event
+    machinery: a process whose only job is to wait and then call something costs
+    three queue entries (start, timeout, end) and a generator, a Call one entry.
+    """
+
+    __slots__ = ("callbacks",)
+    _ok = True
+
+    def __init__(self, fn: Callable[[Any], None]) -> None:
+        self.callbacks = [fn]
 
 
 class TimerEnvironment(simpy.Environment):
@@ -29,6 +47,11 @@ class TimerEnvironment(simpy.Environment):
     def __init__(self, initial_time: float = 0) -> None:
         super().__init__(initial_time)
         self._timer: tuple[float, int, Callable[[], None]] | None = None
+
+    def call_in(self, delay: float, fn: Callable[[Any], None], urgent: bool = False) -> None:
+        """Call ``fn(call)`` after ``delay`` seconds, in the order a timeout created now would
+        fire (``urgent``: ahead of normal events at that time, as a process start is)."""
+        heappush(self._queue, (self._now + delay, URGENT if urgent else NORMAL, next(self._eid), Call(fn)))
 
     def set_timer(self, delay: float, callback: Callable[[], None]) -> None:
         """Call ``callback`` after ``delay`` seconds, replacing any timer not yet fired."""
@@ -72,4 +95,4 @@ class TimerEnvironment(simpy.Environment):
         super().step()
 
 
-__all__ = ["Infinity", "TimerEnvironment"]
+__all__ = ["Call", "Infinity", "TimerEnvironment"]

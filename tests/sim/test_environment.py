@@ -73,3 +73,45 @@ def test_run_until_stops_before_a_timer_due_at_that_time() -> None:
     assert fired == []
     env.run(until=4.0)
     assert fired == [3.0]
+
+
+def _call_trace(use_call: bool, plan: list[tuple[float, float, bool]]) -> list[tuple[str, float]]:
+    """Processes wake at fixed times; each wake asks for a call ``delay`` ahead.
+
+    With ``use_call`` it is :meth:`TimerEnvironment.call_in`; otherwise what it
+    replaces: a process started now that waits ``delay`` (urgent: none, it runs at its
+    start) and then calls.
+    """
+    env = TimerEnvironment() if use_call else simpy.Environment()
+    seen: list[tuple[str, float]] = []
+
+    def waiter(name: str, delay: float):  # noqa: ANN202
+        if delay > 0:
+            yield env.timeout(delay)
+        seen.append((name, env.now))
+
+    def proc(i: int, wake: float, delay: float, urgent: bool):  # noqa: ANN202
+        yield env.timeout(wake)
+        seen.append((f"p{i}", env.now))
+        name = f"c{i}"
+        if use_call:
+            env.call_in(delay if not urgent else 0.0, lambda _c: seen.append((name, env.now)), urgent=urgent)
+        elif urgent:
+            env.process(waiter(name, 0.0))
+        else:
+            env.timeout(delay).callbacks.append(lambda _e: seen.append((name, env.now)))
+
+    for i, (wake, delay, urgent) in enumerate(plan):
+        env.process(proc(i, wake, delay, urgent))
+    env.run()
+    return seen
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([0.0, 1.0, 2.0]), st.sampled_from([0.0, 0.5, 1.0]), st.booleans()), max_size=8
+    )
+)
+def test_a_call_fires_in_the_order_a_timeout_or_a_started_process_would(plan) -> None:
+    assert _call_trace(True, plan) == _call_trace(False, plan)
