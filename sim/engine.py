@@ -35,7 +35,7 @@ import numpy as np
 import simpy
 
 from backend.charging.allocation import CapacityGroup, SessionNeed, SiteSnapshot, get_strategy
-from backend.charging.table import SessionTable, get_table_strategy
+from backend.charging.table import SessionTable, get_table_strategy, group_caps
 from models.battery import ChargeCurve
 from models.charger import Charger, Connector, ConnectorStatus, build_chargers, check_transition
 from models.fleet import Trip, VehicleSpec, build_fleet
@@ -252,13 +252,14 @@ class Engine:
         self.sim_events = 0
         self.fast_forwarded = 0  # breakpoints handled by sim.fast_forward
         self._ff: FF.Loop | None = None
-        self._ff_snapshot: SiteSnapshot | None = None
         if fast_forward and self._may_fast_forward():
             self._ff_logs = FF.Logs(len(self.connectors), len(self.chargers))
             self._ff = FF.Loop(
                 self.slots, self._row_curve, self._row_charger, self._member_start, self._members, self._span_kw,
                 self._span_since, np.array(self._site_series, dtype=np.int64),
                 np.array(self._charger_series, dtype=np.int64), self._due_rows, self._due_kind, self._ff_logs,
+                FF.builtin_code(self.strategy_name), self._member_row, self._member_group, group_caps(self.groups),
+                self.preemption_h,
             )  # fmt: skip
             self._curve_table.bind(self._ff)
 
@@ -748,8 +749,7 @@ class Engine:
         loop = self._ff
         if loop is not None:  # the same steps in one compiled call (see Loop.allocate)
             done, throttled = loop.allocate(
-                now, _EPS_T, self.tolerance, self._needs_hours, self._waits > 0, self.epoch_s, self.kernel,
-                self._site_snapshot(), self._table,
+                now, _EPS_T, self.tolerance, self._needs_hours, self._waits > 0, self.epoch_s, self._ff_grid_kw()
             )  # fmt: skip
             if done:
                 self._throttled = throttled
@@ -907,12 +907,11 @@ class Engine:
         sl = self.slots
         site = self.site
         loop = self._ff
-        snapshot = self._site_snapshot()
         has_pv = self.cfg.site.pv is not None
         loop.run(
             since, self._timer_t, timer_at, self._throttled, self.env.next_foreign(), self.horizon, _EPS_T,
-            self.tolerance, self._needs_hours, site.base_kw, site.pv_kw, has_pv, self.epoch_s, self.kernel,
-            snapshot, self._table, not (self.ops.plug_swap and self.queue),
+            self.tolerance, self._needs_hours, site.base_kw, site.pv_kw, has_pv, self.epoch_s, self._ff_grid_kw(),
+            not (self.ops.plug_swap and self.queue),
         )  # fmt: skip
         steps = loop.steps
         if not steps:
@@ -930,14 +929,10 @@ class Engine:
         else:
             self.env.clear_timer()
 
-    def _site_snapshot(self) -> SiteSnapshot:
-        """The site as ``_reallocate`` passes it when :mod:`sim.fast_forward` may run (no prices, no battery)."""
+    def _ff_grid_kw(self) -> float:
+        """The site's grid kW as ``_reallocate`` passes it when :mod:`sim.fast_forward` may run (no battery)."""
         site = self.site
-        grid = max(site.limit_kw - site.base_kw + site.pv_kw, 0.0)
-        snapshot = self._ff_snapshot
-        if snapshot is None or snapshot.grid_kw != grid:
-            snapshot = self._ff_snapshot = SiteSnapshot(grid, self.groups, (), self.preemption_h)
-        return snapshot
+        return max(site.limit_kw - site.base_kw + site.pv_kw, 0.0)
 
     def _write_logs(self, loop: FF.Loop) -> None:
         """Record what a compiled call logged: targets reached, power levels, connector statuses, in order."""

@@ -12,7 +12,8 @@ allocator's own call where one is needed.
 
 The steps are exactly those of the engine's Python path, in the same order and with
 the same arithmetic (the per-row steps of :mod:`sim.slot_kernels`, and the strategy's
-own table kernel for allocations), so a run is the same whether a breakpoint went
+own table function for allocations, in its compiled form
+:func:`backend.charging.strategies.fill_kernels.builtin`), so a run is the same whether a breakpoint went
 through here or through SimPy; the tests hold every table equal. What Python must
 still record is logged — power-level changes and connector status changes — and the
 engine writes the logs to its recorder after the call, in order, before anything
@@ -33,12 +34,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from backend.charging.strategies import fill_kernels
 from models.battery import ChargeCurve
 from sim.fast_forward_loop import L_CHARGERS, L_DELIVERED, L_GRID, L_LOAD, L_PV, L_PV_CURTAILED, Loop
 
 __all__ = [
     "L_CHARGERS", "L_DELIVERED", "L_GRID", "L_LOAD", "L_PV", "L_PV_CURTAILED", "CurveTable", "Logs", "Loop",
-    "builtin_kernel",
+    "builtin_code", "builtin_kernel",
 ]  # fmt: skip
 
 _HUGE_H = 1e18
@@ -54,6 +56,21 @@ def builtin_kernel(name: str) -> object:
         "earliest_departure_first": earliest_departure_first.earliest_departure_first,
         "least_laxity_first": least_laxity_first.least_laxity_first,
     }.get(name)
+
+
+def builtin_code(name: str) -> int:
+    """The code :func:`backend.charging.strategies.fill_kernels.builtin` knows strategy ``name`` by.
+
+    The loop runs the built-in strategies in that one compiled call rather than
+    through their Python functions; :func:`builtin_kernel` tells whether ``name``
+    still is the built-in one.
+    """
+    return {
+        "uncontrolled": fill_kernels.UNCONTROLLED,
+        "equal_share": fill_kernels.EQUAL_SHARE,
+        "earliest_departure_first": fill_kernels.EARLIEST_DEPARTURE_FIRST,
+        "least_laxity_first": fill_kernels.LEAST_LAXITY_FIRST,
+    }[name]
 
 
 class Logs:

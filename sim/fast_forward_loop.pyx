@@ -11,6 +11,7 @@ and where the engine stands.
 from libc.math cimport INFINITY
 from libc.stdint cimport int64_t
 
+from backend.charging.strategies.fill_kernels cimport builtin
 from sim.slot_kernels cimport (
     A, B, CHARGING, CRIT, HI, LIMIT, LO, NEXT_T, SAFE_B, SOC, SUSPENDED_EV, SUSPENDED_EVSE, TARGET, UNIT_H,
     allocation_inputs, changed_rows, close_spans, due_breakpoints, integrate, plan, snapped_soc, soc_after,
@@ -42,6 +43,11 @@ cdef class Loop:
     cdef double[::1] max_kw, energy, hours, kw_buf, span_kw, since, span_start, span_value
     cdef const int64_t[::1] soc_start, piece_start
     cdef const double[::1] socs, line_a, line_b, unit_h
+    # the allocator: a built-in strategy (fill_kernels.builtin) over the session table's columns
+    cdef int strategy
+    cdef const double[::1] eff, dep, current_kw, caps
+    cdef const int64_t[::1] member_row, member_group
+    cdef double margin_h
     # logs the engine writes to its recorder after each run
     cdef double[:, ::1] levels
     cdef double[::1] status_t
@@ -55,7 +61,16 @@ cdef class Loop:
     cdef public Py_ssize_t steps, allocations, n_levels, n_status, n_targets
 
     def __init__(self, slots, row_curve, row_charger, member_start, members, span_kw, since, site_levels,
-                 charger_levels, due_rows, due_kind, logs):
+                 charger_levels, due_rows, due_kind, logs, int strategy, member_row, member_group, caps,
+                 double margin_h):
+        self.strategy = strategy
+        self.eff = slots.eff
+        self.dep = slots.dep
+        self.current_kw = slots.limit
+        self.member_row = member_row
+        self.member_group = member_group
+        self.caps = caps
+        self.margin_h = margin_h
         self.f = slots.f
         self.mode = slots.mode
         self.sloped = slots.sloped
@@ -160,11 +175,16 @@ cdef class Loop:
         for i in range(closed):
             self._level(self.charger_levels[self.span_charger[i]], self.span_start[i], self.span_value[i])
 
+    cdef object _allocate(self, double grid_kw, double now_s):
+        """The strategy's output kW per row, as its table function gives it for this table and site."""
+        return builtin(self.strategy, self.max_kw, self.energy, self.eff, self.dep, self.hours, self.current_kw,
+                       self.rank, self.member_row, self.member_group, self.caps, grid_kw, now_s, self.margin_h)
+
     def allocate(self, double now, double eps_t, double tolerance, bint with_hours, bint waits, double epoch,
-                 kernel, snapshot, table):
+                 double grid_kw):
         """The engine's full allocation at ``now``, as ``_reallocate`` runs it for these runs.
 
-        Fills the allocator's inputs, calls ``kernel(snapshot, table, epoch + now)``,
+        Fills the allocator's inputs, runs the strategy for a site of ``grid_kw``,
         re-plans the rows whose limit changed (or whose breakpoint is due, or, when
         ``waits``, whose vehicle waits for a SoC) and logs the status moves and closed
         charger spans. Returns (done, throttled); done is False, with nothing changed,
@@ -183,7 +203,7 @@ cdef class Loop:
             return False, False
         if not n_active:
             return True, False
-        kw = kernel(snapshot, table, epoch + now)
+        kw = self._allocate(grid_kw, epoch + now)
         n, throttled = changed_rows(self.f, self.active, kw, self.max_kw, now + eps_t, waits, self.rows_buf)
         if n:
             for i in range(n):
@@ -193,15 +213,15 @@ cdef class Loop:
 
     def run(self, double now, double timer_t, double timer_at, bint throttled, double until, double horizon,
             double eps_t, double tolerance, bint with_hours, double base_kw, double pv_kw, bint has_pv,
-            double epoch, kernel, snapshot, table, bint targets):
+            double epoch, double grid_kw, bint targets):
         """Handle breakpoints while they need no decision and come before ``until``.
 
         Each one is what the engine's timer event would do: integrate to it (and log
         the segment as ``_record_segment`` does), snap the due rows, step curve
         pieces, then either re-plan the due rows at their limits (when no row was
-        throttled and none of them could now take more) or call ``kernel(snapshot,
-        table, epoch + now)`` — the allocation the engine would run — and re-plan the
-        rows it changed; then the timer moves to the earliest breakpoint. The results
+        throttled and none of them could now take more) or run the strategy for a site
+        of ``grid_kw`` — the allocation the engine would run — and re-plan the rows it
+        changed; then the timer moves to the earliest breakpoint. The results
         are in the public attributes.
 
         With ``targets`` (no plug swap can follow: swapping is off or no vehicle
@@ -306,7 +326,7 @@ cdef class Loop:
                 n_active, _ = allocation_inputs(self.f, self.mode, self.sloped, self.occupied, with_hours,
                                                 self.active, self.max_kw, self.energy, self.hours, self.rows_buf)
                 if n_active:
-                    kw = kernel(snapshot, table, epoch + now)
+                    kw = self._allocate(grid_kw, epoch + now)
                     n, throttled = changed_rows(self.f, self.active, kw, self.max_kw, now + eps_t, False,
                                                 self.rows_buf)
                     if n:

@@ -637,3 +637,36 @@ def test_the_kernels_are_compiled_at_install_and_importing_them_loads_no_compile
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert done.stdout.strip() == "[]"
+
+
+# --- the built-in strategies in one compiled call ------------------------------------------
+
+
+@COMPILED
+@given(
+    case=depots(),
+    name=st.sampled_from(["uncontrolled", "equal_share", "earliest_departure_first", "least_laxity_first"]),
+    margin_h=st.sampled_from([0.0, 0.25]),
+)
+def test_the_compiled_builtin_gives_each_strategy_function_s_result_to_the_bit(case, name, margin_h):
+    """What the simulator's fast-forward loop calls instead of the Python strategy functions."""
+    from backend.charging.table import get_table_strategy
+    from sim.fast_forward import builtin_code
+
+    site, table = case
+    site = dataclasses.replace(site, preemption_margin_h=margin_h)
+    got = fill_kernels.builtin(
+        builtin_code(name), table.max_kw, table.energy_kwh, table.efficiency, table.departure_s,
+        table.hours_to_target, table.current_kw, table.rank, table.member_row, table.member_group,
+        group_caps(site.groups), site.grid_kw, NOW, margin_h,
+    )  # fmt: skip
+    assert_bit_identical(got, get_table_strategy(name)(site, table, NOW))
+
+
+def test_the_compiled_builtin_refuses_an_unknown_strategy():
+    table = SessionTable(*(np.zeros(2) for _ in range(6)), np.arange(2), np.zeros(0, np.int64), np.zeros(0, np.int64))
+    with pytest.raises(ValueError, match="unknown built-in strategy 9"):
+        fill_kernels.builtin(
+            9, table.max_kw, table.energy_kwh, table.efficiency, table.departure_s, table.hours_to_target,
+            table.current_kw, table.rank, table.member_row, table.member_group, np.zeros(0), 1.0, NOW, 0.0,
+        )  # fmt: skip
