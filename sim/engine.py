@@ -847,12 +847,18 @@ class Engine:
         span start, so small re-shares (equal share moves every session a little at every
         event) do not add a row per charger per event.
         """
-        chargers, starts, values = self._span_out
-        n = K.close_spans(
-            self.slots.f, self._span_kw, self._span_since, self._all_rows if rows is None else rows,
-            self._row_charger, self._member_start, self._members, self._span_seen, now, self.tolerance, force,
-            chargers, starts, values,
-        )  # fmt: skip
+        loop = self._ff
+        if loop is not None:  # the same step with the arrays the loop holds
+            n = loop.close_spans(self._all_rows if rows is None else rows, now, self.tolerance, force)
+            logs = self._ff_logs
+            chargers, starts, values = logs.span_charger, logs.span_start, logs.span_kw
+        else:
+            chargers, starts, values = self._span_out
+            n = K.close_spans(
+                self.slots.f, self._span_kw, self._span_since, self._all_rows if rows is None else rows,
+                self._row_charger, self._member_start, self._members, self._span_seen, now, self.tolerance, force,
+                chargers, starts, values,
+            )  # fmt: skip
         if n:
             level = self.recorder.level_at
             series = self._charger_series
@@ -861,7 +867,7 @@ class Engine:
 
     def _schedule_timer(self, now: float) -> None:
         """Keep exactly one live timer, at the earliest session or battery breakpoint."""
-        t = float(self.slots.next_t.min()) if self.sessions else math.inf
+        t = K.earliest(self.slots.f) if self.sessions else math.inf
         if self.battery is not None:
             hours = self.battery.hours_to_bound()
             if math.isfinite(hours):

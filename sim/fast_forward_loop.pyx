@@ -175,6 +175,16 @@ cdef class Loop:
         for i in range(closed):
             self._level(self.charger_levels[self.span_charger[i]], self.span_start[i], self.span_value[i])
 
+    def close_spans(self, const int64_t[::1] rows, double now, double tolerance, bint force):
+        """The engine's ``_close_spans`` step (:func:`sim.slot_kernels.close_spans`) with the bound arrays.
+
+        The closed spans are in the logs' ``span_charger``, ``span_start`` and ``span_kw``;
+        returns how many.
+        """
+        return close_spans(self.f, self.span_kw, self.since, rows, self.row_charger, self.member_start,
+                           self.members, self.seen, now, tolerance, force, self.span_charger, self.span_start,
+                           self.span_value)
+
     cdef object _allocate(self, double grid_kw, double now_s):
         """The strategy's output kW per row, as its table function gives it for this table and site."""
         return builtin(self.strategy, self.max_kw, self.energy, self.eff, self.dep, self.hours, self.current_kw,

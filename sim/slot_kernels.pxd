@@ -56,6 +56,7 @@ cpdef tuple changed_rows(
 
 cpdef bint any_power(const signed char[::1] mode)
 
+cpdef double earliest(const double[:, ::1] f)
 cpdef Py_ssize_t close_spans(
     double[:, ::1] f, double[::1] span_kw, double[::1] since, const int64_t[::1] rows,
     const int64_t[::1] row_charger, const int64_t[::1] member_start, const int64_t[::1] members,

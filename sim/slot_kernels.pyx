@@ -226,6 +226,21 @@ cpdef bint any_power(const signed char[::1] mode):
     return False
 
 
+cpdef double earliest(const double[:, ::1] f):
+    """The earliest breakpoint of any row, as ``f[NEXT_T].min()`` gives it (NaN if one is NaN)."""
+    cdef Py_ssize_t j
+    cdef double t, least = INFINITY
+    if f.shape[1] == 0:
+        raise ValueError("no rows")
+    for j in range(f.shape[1]):
+        t = f[NEXT_T, j]
+        if t != t:
+            return t
+        if t < least:
+            least = t
+    return least
+
+
 cpdef Py_ssize_t close_spans(
     double[:, ::1] f, double[::1] span_kw, double[::1] since, const int64_t[::1] rows,
     const int64_t[::1] row_charger, const int64_t[::1] member_start, const int64_t[::1] members,

@@ -180,3 +180,17 @@ def test_close_makes_a_row_idle_but_keeps_its_span_energy() -> None:
     assert slots.acc[0] == acc
     delivered, _ = slots.integrate(1.0)
     assert delivered == 0.0
+
+
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True) | st.just(math.inf), min_size=1, max_size=40))
+def test_earliest_breakpoint_is_numpy_s_min(times) -> None:
+    f = np.zeros((K.COLUMNS, len(times)))
+    f[K.NEXT_T] = times
+    expected = f[K.NEXT_T].min()
+    got = K.earliest(f)
+    assert got == expected or (math.isnan(got) and math.isnan(expected))
+
+
+def test_earliest_breakpoint_needs_a_row() -> None:
+    with pytest.raises(ValueError, match="no rows"):
+        K.earliest(np.zeros((K.COLUMNS, 0)))
