@@ -37,7 +37,7 @@ import simpy
 from backend.charging.allocation import CapacityGroup, SessionNeed, SiteSnapshot, get_strategy
 from backend.charging.table import SessionTable, get_table_strategy, group_caps
 from models.battery import ChargeCurve
-from models.charger import Charger, Connector, ConnectorStatus, build_chargers, check_transition
+from models.charger import TRANSITIONS, Charger, Connector, ConnectorStatus, build_chargers, check_transition
 from models.fleet import Trip, VehicleSpec, build_fleet
 from models.site import SiteChange, StationaryBattery, site_timeline
 from models.tariff import TouPrices
@@ -67,6 +67,7 @@ _EPS_T = 1e-6
 # connector statuses a plan can set, as the codes the compiled steps compare (others: 0)
 _STATUS_CODE = {S.CHARGING: K.CHARGING, S.SUSPENDED_EV: K.SUSPENDED_EV, S.SUSPENDED_EVSE: K.SUSPENDED_EVSE}
 _CODE_STATUS = {code: status for status, code in _STATUS_CODE.items()}
+_STATUS_VALUE = {status: status.value for status in S}  # the event detail (an enum's .value is a property call)
 
 
 class VehicleState:
@@ -567,14 +568,9 @@ class Engine:
         row = self._row_of[conn.connector_id]
         self._available[row] = status is S.AVAILABLE
         self.slots.status[row] = _STATUS_CODE.get(status, 0)
-        self.recorder.event(
-            self.env.now if t is None else t,
-            "connector_status",
-            conn.vehicle,
-            conn.charger.charger_id,
-            conn.connector_id,
-            detail=status.value,
-        )
+        now = self.env.now if t is None else t
+        charger_id = conn.charger.charger_id
+        self.recorder.connector_status(now, conn.vehicle, charger_id, conn.connector_id, _STATUS_VALUE[status])
 
     def _curve_for(self, v: VehicleState, conn: Connector) -> ChargeCurve:
         key = (v.spec.type_name, conn.charger.charger_id)
@@ -951,10 +947,33 @@ class Engine:
                 vehicle(t, self._row_session[j].vehicle.spec.vehicle_id, soc.item(j), "plugged", "target_reached")
         self.recorder.log_levels(logs.levels[: loop.n_levels])
         n = loop.n_status
-        for t, j, code in zip(
-            logs.status_t[:n].tolist(), logs.status_row[:n].tolist(), logs.status_code[:n].tolist(), strict=True
-        ):
-            self._show_plan(j, code, t)
+        if n:
+            self._show_plans(logs.status_t[:n].tolist(), logs.status_row[:n].tolist(), logs.status_code[:n].tolist())
+
+    def _show_plans(self, times: list[float], rows: list[int], codes: list[int]) -> None:
+        """:meth:`_show_plan` for each (t, row, code) the compiled code logged, in order.
+
+        These moves are only between Charging and the two suspended statuses, and the
+        rows' codes are already set; so, unless the charger is faulted, each is a
+        checked transition and an event row.
+        """
+        conns = self.connectors
+        record = self.recorder.connector_status
+        for t, j, code in zip(times, rows, codes, strict=True):
+            conn = conns[j]
+            status = _CODE_STATUS[code]
+            old = conn.status
+            if old is status:
+                continue
+            if conn.charger.faulted:
+                self._show_plan(j, code, t)
+                continue
+            if status not in TRANSITIONS[old]:
+                check_transition(old, status)  # raises
+            if old is S.AVAILABLE:
+                self._available[j] = False
+            conn.status = status
+            record(t, conn.vehicle, conn.charger.charger_id, conn.connector_id, _STATUS_VALUE[status])
 
     def _on_timer(self) -> None:
         if self._may_fast_forward_now(self.env.now):
