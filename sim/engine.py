@@ -260,7 +260,7 @@ class Engine:
                 self._span_since, np.array(self._site_series, dtype=np.int64),
                 np.array(self._charger_series, dtype=np.int64), self._due_rows, self._due_kind, self._ff_logs,
                 FF.builtin_code(self.strategy_name), self._member_row, self._member_group, group_caps(self.groups),
-                self.preemption_h,
+                self.preemption_h, self._available, self._claimed, self._free_rows, self._full_rows,
             )  # fmt: skip
             self._curve_table.bind(self._ff)
 
@@ -607,10 +607,13 @@ class Engine:
     def _decide(self) -> None:
         now = self.env.now
         sl = self.slots
-        n_free, n_full = K.free_and_full(
-            sl.f, sl.occupied, sl.rank, self._available, self._claimed, self.ops.plug_swap, self._free_rows,
-            self._full_rows,
-        )  # fmt: skip
+        if self._ff is not None:  # the same step with the arrays the loop holds
+            n_free, n_full = self._ff.free_and_full(self.ops.plug_swap)
+        else:
+            n_free, n_full = K.free_and_full(
+                sl.f, sl.occupied, sl.rank, self._available, self._claimed, self.ops.plug_swap, self._free_rows,
+                self._full_rows,
+            )  # fmt: skip
         views = self._free_views
         free = tuple(views[j] for j in self._free_rows[:n_free].tolist())
         full: tuple[FullVehicle, ...] = ()

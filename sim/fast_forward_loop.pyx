@@ -14,7 +14,8 @@ from libc.stdint cimport int64_t
 from backend.charging.strategies.fill_kernels cimport builtin
 from sim.slot_kernels cimport (
     A, B, CHARGING, CRIT, HI, LIMIT, LO, NEXT_T, SAFE_B, SOC, SUSPENDED_EV, SUSPENDED_EVSE, TARGET, UNIT_H,
-    allocation_inputs, changed_rows, close_spans, due_breakpoints, integrate, plan, snapped_soc, soc_after,
+    allocation_inputs, changed_rows, close_spans, due_breakpoints, free_and_full, integrate, plan, snapped_soc,
+    soc_after,
 )
 
 cdef double _EPS_SOC = 1e-9
@@ -48,6 +49,9 @@ cdef class Loop:
     cdef const double[::1] eff, dep, current_kw, caps
     cdef const int64_t[::1] member_row, member_group
     cdef double margin_h
+    # the operator policy's choices (free_and_full)
+    cdef const unsigned char[::1] available, claimed
+    cdef int64_t[::1] free_rows, full_rows
     # logs the engine writes to its recorder after each run
     cdef double[:, ::1] levels
     cdef double[::1] status_t
@@ -62,7 +66,11 @@ cdef class Loop:
 
     def __init__(self, slots, row_curve, row_charger, member_start, members, span_kw, since, site_levels,
                  charger_levels, due_rows, due_kind, logs, int strategy, member_row, member_group, caps,
-                 double margin_h):
+                 double margin_h, available, claimed, free_rows, full_rows):
+        self.available = available
+        self.claimed = claimed
+        self.free_rows = free_rows
+        self.full_rows = full_rows
         self.strategy = strategy
         self.eff = slots.eff
         self.dep = slots.dep
@@ -174,6 +182,11 @@ cdef class Loop:
                              self.span_charger, self.span_start, self.span_value)
         for i in range(closed):
             self._level(self.charger_levels[self.span_charger[i]], self.span_start[i], self.span_value[i])
+
+    def free_and_full(self, bint with_full):
+        """:func:`sim.slot_kernels.free_and_full` with the bound arrays (the engine's ``_free_rows``/``_full_rows``)."""
+        return free_and_full(self.f, self.occupied, self.rank, self.available, self.claimed, with_full,
+                             self.free_rows, self.full_rows)
 
     def close_spans(self, const int64_t[::1] rows, double now, double tolerance, bint force):
         """The engine's ``_close_spans`` step (:func:`sim.slot_kernels.close_spans`) with the bound arrays.

@@ -103,11 +103,14 @@ class OperatorPolicy(Protocol):
 class QueuePolicy:
     """Serve the queue in :meth:`order`; first compatible free connector; then swaps.
 
-    Subclasses only choose the queue order. Swaps hand the connector of the full
-    vehicle that departs last to the next waiting vehicle.
+    Subclasses only choose the queue order, a function of the waiting vehicles alone:
+    while the observation's ``waiting`` is the same tuple (the engine passes the same
+    one until the queue changes), :meth:`order` is not called again. Swaps hand the
+    connector of the full vehicle that departs last to the next waiting vehicle.
     """
 
     name = "queue"
+    _last: tuple[Sequence[WaitingVehicle], list[WaitingVehicle]] | None = None
 
     def order(self, waiting: Sequence[WaitingVehicle]) -> list[WaitingVehicle]:
         return list(waiting)
@@ -116,7 +119,12 @@ class QueuePolicy:
         actions: list[Action] = []
         free = list(obs.free)
         unserved: list[WaitingVehicle] = []
-        ordered = self.order(obs.waiting)
+        last = self._last
+        if last is not None and last[0] is obs.waiting:
+            ordered = last[1]
+        else:
+            ordered = self.order(obs.waiting)
+            self._last = (obs.waiting, ordered)
         for k, vehicle in enumerate(ordered):
             if not free:  # the rest of the queue can only be served by swaps
                 unserved.extend(ordered[k:])

@@ -68,6 +68,11 @@ cpdef Py_ssize_t due_breakpoints(
     double[:, ::1] f, const int64_t[::1] rank, double due, int64_t[::1] out_rows, signed char[::1] out_kind
 )
 
+cpdef tuple free_and_full(
+    double[:, ::1] f, const unsigned char[::1] occupied, const int64_t[::1] rank, const unsigned char[::1] available,
+    const unsigned char[::1] claimed, bint with_full, int64_t[::1] free_out, int64_t[::1] full_out,
+)
+
 
 cdef inline double soc_after(
     double[:, ::1] f, signed char mode, bint sloped, Py_ssize_t j, double hours
