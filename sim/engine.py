@@ -269,7 +269,7 @@ class Engine:
         env = self.env
         env.process(self._site_process())
         for vehicle in self.vehicles:
-            env.process(self._vehicle_process(vehicle))
+            env.call_in(0.0, partial(self._start_vehicle, vehicle), urgent=True)  # as a process starts
         for i, action in enumerate(self.cfg.actions):
             env.process(self._action_process(action, self.loaded.action_offsets[i]))
         for group_id, group in self.cfg.chargers.items():
@@ -306,66 +306,105 @@ class Engine:
             self.sim_events += 1
             self._request(alloc=True)
 
-    def _vehicle_process(self, v: VehicleState):  # noqa: ANN202
-        env = self.env
-        ops = self.ops
-        rec = self.recorder
-        vid = v.spec.vehicle_id
-        max_delay = ops.max_delay_minutes * 60.0
-        plug_delay = ops.plug_in_delay_minutes * 60.0
-        rec.vehicle(0.0, vid, v.soc, v.state, "start")
-        # every vehicle starts parked in the depot and queues for a connector
-        self._plug_in_after(v, plug_delay)
+    # A vehicle's duty cycle (depart -> drive -> return -> queue -> plug in -> ...) runs as
+    # queued calls rather than a generator process: each step is one queue entry at the
+    # moment the process would have yielded its timeout, so the order of events is the
+    # same, without a generator resume per step. Waiting for a SoC to depart keeps
+    # SimPy's condition event (ready | timeout).
+    def _start_vehicle(self, v: VehicleState, _call: object = None) -> None:
+        """The vehicle starts parked in the depot and queues for a connector; then its first trip."""
+        self.recorder.vehicle(0.0, v.spec.vehicle_id, v.soc, v.state, "start")
+        self._plug_in_after(v, self.ops.plug_in_delay_minutes * 60.0)
+        self._next_trip(v, 0)
+
+    def _next_trip(self, v: VehicleState, i: int) -> None:
+        """Wait for trip ``i``'s pull-out (at once if it is already due)."""
         trips = v.spec.trips
-        for i, trip in enumerate(trips):
-            self._set_next_departure(v, trip.pull_out)
-            if env.now < trip.pull_out:
-                yield env.timeout(trip.pull_out - env.now)
-            self.sim_events += 1
-            following = trips[i + 1].pull_out if i + 1 < len(trips) else None
-            late_by = env.now - trip.pull_out  # > 0 when the vehicle came back after this pull-out
-            if late_by > max_delay + 1e-6:
-                self._cancel(v, trip, following, "vehicle not back in time")
-                continue
-            soc = self._soc_now(v)
-            if soc < ops.min_departure_soc - _EPS_SOC:
-                left = max_delay - late_by if ops.below_min_soc == "delay" else 0.0
-                ok = False
-                if left > 0:
-                    rec.event(env.now, "departure_delayed", vid, value=soc, detail=f"block {trip.index}")
-                    self._set_wait(v, ops.min_departure_soc)
-                    v.ready = env.event()
-                    self._request(alloc=True)
-                    yield v.ready | env.timeout(left)
-                    ok = v.ready.triggered
-                    self._set_wait(v, None)
-                    v.ready = None
-                    soc = self._soc_now(v)
-                    ok = ok or soc >= ops.min_departure_soc - _EPS_SOC
-                if not ok:
-                    self._cancel(v, trip, following, "state of charge below min_departure_soc")
-                    continue
-            # leave the depot
-            late = env.now - trip.pull_out
-            self._leave_depot(v)
-            soc = v.soc
-            self._set_next_departure(v, following)
-            used = trip.kwh / v.spec.battery_kwh
-            shortfall = max(0.0, (used - soc) * v.spec.battery_kwh)
-            self._record_departure(v, trip, env.now, soc, "late" if late > 1.0 else "on_time", shortfall)
-            v.soc = max(soc - used, 0.0)
-            v.state = "driving"
-            rec.vehicle(env.now, vid, soc, "driving", "pull_out")
-            yield env.timeout(max(trip.pull_in + late - env.now, 0.0))
-            while v.late_s > 0:
-                extra, v.late_s = v.late_s, 0.0
-                yield env.timeout(extra)
-            v.state = "depot"
-            self.sim_events += 1
-            rec.vehicle(env.now, vid, v.soc, "depot", "pull_in")
-            if following is None or following > env.now + plug_delay:
-                self._plug_in_after(v, plug_delay)
-            # else: the next pull-out comes before the vehicle could be plugged in
+        if i >= len(trips):
+            return
+        pull_out = trips[i].pull_out
+        self._set_next_departure(v, pull_out)
+        now = self.env.now
+        if now < pull_out:
+            self.env.call_in(pull_out - now, partial(self._pull_out, v, i))
+        else:
+            self._pull_out(v, i)
+
+    def _following(self, v: VehicleState, i: int) -> float | None:
+        trips = v.spec.trips
+        return trips[i + 1].pull_out if i + 1 < len(trips) else None
+
+    def _pull_out(self, v: VehicleState, i: int, _call: object = None) -> None:
+        """Trip ``i`` is due: leave, wait for enough SoC (up to the delay allowed) or cancel."""
+        ops = self.ops
+        now = self.env.now
+        trip = v.spec.trips[i]
+        self.sim_events += 1
+        late_by = now - trip.pull_out  # > 0 when the vehicle came back after this pull-out
+        if late_by > ops.max_delay_minutes * 60.0 + 1e-6:
+            self._cancel(v, trip, self._following(v, i), "vehicle not back in time")
+            self._next_trip(v, i + 1)
+            return
+        soc = self._soc_now(v)
+        if soc < ops.min_departure_soc - _EPS_SOC:
+            left = ops.max_delay_minutes * 60.0 - late_by if ops.below_min_soc == "delay" else 0.0
+            if left > 0:
+                detail = f"block {trip.index}"
+                self.recorder.event(now, "departure_delayed", v.spec.vehicle_id, value=soc, detail=detail)
+                self._set_wait(v, ops.min_departure_soc)
+                v.ready = self.env.event()
+                self._request(alloc=True)
+                (v.ready | self.env.timeout(left)).callbacks.append(partial(self._wait_over, v, i))
+                return
+            self._cancel(v, trip, self._following(v, i), "state of charge below min_departure_soc")
+            self._next_trip(v, i + 1)
+            return
+        self._depart(v, i)
+
+    def _wait_over(self, v: VehicleState, i: int, _event: object = None) -> None:
+        """The vehicle reached its SoC, or the delay allowed ran out: leave, or cancel trip ``i``."""
+        ok = v.ready is not None and v.ready.triggered
+        self._set_wait(v, None)
+        v.ready = None
+        if ok or self._soc_now(v) >= self.ops.min_departure_soc - _EPS_SOC:
+            self._depart(v, i)
+            return
+        self._cancel(v, v.spec.trips[i], self._following(v, i), "state of charge below min_departure_soc")
+        self._next_trip(v, i + 1)
+
+    def _depart(self, v: VehicleState, i: int) -> None:
+        """Leave the depot for trip ``i``; come back at its pull-in, as late as it left."""
+        env = self.env
+        now = env.now
+        trip = v.spec.trips[i]
+        late = now - trip.pull_out
+        self._leave_depot(v)
+        soc = v.soc
+        self._set_next_departure(v, self._following(v, i))
+        used = trip.kwh / v.spec.battery_kwh
+        shortfall = max(0.0, (used - soc) * v.spec.battery_kwh)
+        self._record_departure(v, trip, now, soc, "late" if late > 1.0 else "on_time", shortfall)
+        v.soc = max(soc - used, 0.0)
+        v.state = "driving"
+        self.recorder.vehicle(now, v.spec.vehicle_id, soc, "driving", "pull_out")
+        env.call_in(max(trip.pull_in + late - now, 0.0), partial(self._pull_in, v, i))
+
+    def _pull_in(self, v: VehicleState, i: int, _call: object = None) -> None:
+        """Back from trip ``i`` (later still if a scripted delay came meanwhile): park, then the next trip."""
+        if v.late_s > 0:
+            extra, v.late_s = v.late_s, 0.0
+            self.env.call_in(extra, partial(self._pull_in, v, i))
+            return
+        now = self.env.now
+        plug_delay = self.ops.plug_in_delay_minutes * 60.0
+        v.state = "depot"
+        self.sim_events += 1
+        self.recorder.vehicle(now, v.spec.vehicle_id, v.soc, "depot", "pull_in")
+        following = self._following(v, i)
+        if following is None or following > now + plug_delay:
+            self._plug_in_after(v, plug_delay)
+        # else: the next pull-out comes before the vehicle could be plugged in
+        self._next_trip(v, i + 1)
 
     def _set_next_departure(self, v: VehicleState, t: float | None) -> None:
         v.next_departure = t
