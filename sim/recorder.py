@@ -207,7 +207,7 @@ class Recorder:
         self.e_charger = array("h")
         self.e_connector = array("h")
         self.e_detail = array("h")
-        rows = _Strings()  # codes of row tables never reach a categorical: their own table
+        rows = self._row_strings = _Strings()  # codes of row tables never reach a categorical: their own table
         self.sessions = Rows(
             (
                 "session_id", "vehicle_id", "vehicle_type", "charger_id", "connector_id", "queued_at",
@@ -414,7 +414,26 @@ class Recorder:
             setattr(self, attr, array("i", getattr(self, attr)))
 
     def vehicle(self, t: float, vehicle_id: str, soc: float, state: str, event: str) -> None:
-        self.vehicles.append((t, vehicle_id, soc, state, event))
+        """One row of the vehicles table, written straight into its columns.
+
+        It is the most frequent row table (several rows per vehicle and day); a row
+        table's string codes never reach the output, so they can be drawn at once.
+        """
+        rows = self.vehicles
+        if rows._pending:
+            rows._flush()
+        code = self._row_strings.code
+        v, s, e = code(vehicle_id), code(state), code(event)
+        cols = rows._cols
+        if cols[1].typecode == "h" and len(self._row_strings.names) > _INT16_MAX + 1:
+            for i in (1, 3, 4):
+                cols[i] = array("i", cols[i])
+        cols[0].append(t)
+        cols[1].append(v)
+        cols[2].append(soc)
+        cols[3].append(s)
+        cols[4].append(e)
+        rows._done += 1
 
     # --- frames ----------------------------------------------------------------------
     def _us(self, seconds: np.ndarray) -> np.ndarray:
