@@ -759,12 +759,11 @@ class Engine:
             batt = min(batt, max(demand - pv_used, 0.0))
         grid = max(demand - pv_used - max(batt, 0.0), 0.0)
         self._batt_kw = batt
-        level = rec.level_at
         grid_id, load_id, chargers_id, delivered_id, pv_id, curtailed_id = self._site_series
-        level(grid_id, start, grid)
-        level(load_id, start, load)
-        level(chargers_id, start, chargers_kw)
-        level(delivered_id, start, delivered / hours)
+        rec.levels_at(
+            (grid_id, start, grid, load_id, start, load, chargers_id, start, chargers_kw,
+             delivered_id, start, delivered / hours)
+        )  # fmt: skip
         fixed = (site.base_kw, site.price, site.limit_kw)
         if fixed != self._fixed_levels:  # these move only at site changes: skip the calls
             self._fixed_levels = fixed
@@ -772,8 +771,7 @@ class Engine:
             rec.level("price", start, site.price)
             rec.level("limit", start, site.limit_kw if math.isfinite(site.limit_kw) else math.nan)
         if self.cfg.site.pv is not None:
-            level(pv_id, start, pv_used)
-            level(curtailed_id, start, site.pv_kw - pv_used)
+            rec.levels_at((pv_id, start, pv_used, curtailed_id, start, site.pv_kw - pv_used))
         if self.battery is not None:
             rec.level("battery", start, batt)
             rec.level("battery_soc", start, self.battery.soc)

@@ -256,6 +256,13 @@ class Recorder:
         if len(log) >= 3 * _LEVEL_BATCH:
             self._settle()
 
+    def levels_at(self, changes: tuple[float, ...]) -> None:
+        """Several :meth:`level_at` calls at once: ``(series id, t, value, series id, t, value, ...)``."""
+        log = self._level_log
+        log.extend(changes)
+        if len(log) >= 3 * _LEVEL_BATCH:
+            self._settle()
+
     def log_levels(self, changes: np.ndarray) -> None:
         """Many :meth:`level_at` calls at once: rows of (series id, t, value), in call order."""
         if len(changes):
@@ -422,8 +429,11 @@ class Recorder:
         rows = self.vehicles
         if rows._pending:
             rows._flush()
-        code = self._row_strings.code
-        v, s, e = code(vehicle_id), code(state), code(event)
+        get = self._row_strings.codes.get
+        v, s, e = get(vehicle_id), get(state), get(event)
+        if v is None or s is None or e is None:
+            code = self._row_strings.code
+            v, s, e = code(vehicle_id), code(state), code(event)
         cols = rows._cols
         if cols[1].typecode == "h" and len(self._row_strings.names) > _INT16_MAX + 1:
             for i in (1, 3, 4):
