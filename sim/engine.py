@@ -261,6 +261,7 @@ class Engine:
                 np.array(self._charger_series, dtype=np.int64), self._due_rows, self._due_kind, self._ff_logs,
                 FF.builtin_code(self.strategy_name), self._member_row, self._member_group, group_caps(self.groups),
                 self.preemption_h, self._available, self._claimed, self._free_rows, self._full_rows,
+                self.recorder.level_log,
             )  # fmt: skip
             self._curve_table.bind(self._ff)
 
@@ -790,7 +791,7 @@ class Engine:
             if done:
                 self._throttled = throttled
                 self._write_logs(loop)
-                self._any_power = sl.any_power()
+                self._any_power = loop.any_power
                 self._schedule_timer(now)
                 return
         n_active, n_full = sl.allocation_inputs(self._needs_hours)
@@ -884,17 +885,16 @@ class Engine:
         event) do not add a row per charger per event.
         """
         loop = self._ff
-        if loop is not None:  # the same step with the arrays the loop holds
-            n = loop.close_spans(self._all_rows if rows is None else rows, now, self.tolerance, force)
-            logs = self._ff_logs
-            chargers, starts, values = logs.span_charger, logs.span_start, logs.span_kw
-        else:
-            chargers, starts, values = self._span_out
-            n = K.close_spans(
-                self.slots.f, self._span_kw, self._span_since, self._all_rows if rows is None else rows,
-                self._row_charger, self._member_start, self._members, self._span_seen, now, self.tolerance, force,
-                chargers, starts, values,
-            )  # fmt: skip
+        if loop is not None:  # the same step with the arrays the loop holds; it logs the levels
+            if loop.close_spans(self._all_rows if rows is None else rows, now, self.tolerance, force):
+                self.recorder.levels_logged()
+            return
+        chargers, starts, values = self._span_out
+        n = K.close_spans(
+            self.slots.f, self._span_kw, self._span_since, self._all_rows if rows is None else rows,
+            self._row_charger, self._member_start, self._members, self._span_seen, now, self.tolerance, force,
+            chargers, starts, values,
+        )  # fmt: skip
         if n:
             level = self.recorder.level_at
             series = self._charger_series
@@ -946,7 +946,6 @@ class Engine:
         timer for the next breakpoint fires. See :mod:`sim.fast_forward`; then write what
         it logged, in order, and set the timer where it stopped.
         """
-        sl = self.slots
         site = self.site
         loop = self._ff
         has_pv = self.cfg.site.pv is not None
@@ -964,7 +963,7 @@ class Engine:
         self._write_logs(loop)
         self._seg_t = loop.now
         self._throttled = loop.throttled
-        self._any_power = sl.any_power()
+        self._any_power = loop.any_power
         self._timer_t = loop.timer_t
         if math.isfinite(loop.timer_t):
             self.env.set_timer_at(loop.timer_at, self._on_timer)
@@ -985,7 +984,8 @@ class Engine:
             vehicle = self.recorder.vehicle
             for t, j in zip(logs.target_t[:n].tolist(), logs.target_row[:n].tolist(), strict=True):
                 vehicle(t, self._row_session[j].vehicle.spec.vehicle_id, soc.item(j), "plugged", "target_reached")
-        self.recorder.log_levels(logs.levels[: loop.n_levels])
+        if loop.n_levels:  # appended to the recorder's level log by the loop
+            self.recorder.levels_logged()
         n = loop.n_status
         if n:
             self._show_plans(logs.status_t[:n].tolist(), logs.status_row[:n].tolist(), logs.status_code[:n].tolist())

@@ -13,10 +13,11 @@ allocator's own call where one is needed.
 The steps are exactly those of the engine's Python path, in the same order and with
 the same arithmetic (the per-row steps of :mod:`sim.slot_kernels`, and the strategy's
 own table function for allocations, in its compiled form
-:func:`backend.charging.strategies.fill_kernels.builtin`), so a run is the same whether a breakpoint went
-through here or through SimPy; the tests hold every table equal. What Python must
-still record is logged — power-level changes and connector status changes — and the
-engine writes the logs to its recorder after the call, in order, before anything
+:func:`backend.charging.strategies.fill_kernels.builtin`), so a run is the same
+whether a breakpoint went through here or through SimPy; the tests hold every table
+equal. Power-level changes are appended to the recorder's level log as they happen;
+what else Python must record (connector status changes, targets reached) is logged,
+and the engine writes it to its recorder after the call, in order, before anything
 else happens.
 
 The loop stops, before changing anything, at the first breakpoint that needs Python:
@@ -76,15 +77,16 @@ def builtin_code(name: str) -> int:
 class Logs:
     """What a fast-forward leaves for the engine to record, and its scratch arrays.
 
-    ``levels`` holds power-level changes as the recorder logs them, (series id, t,
-    value) rows (see :meth:`sim.recorder.Recorder.level_at`); ``status_*`` the
-    connector status changes; ``target_*`` the sessions that reached their target. A
-    breakpoint adds at most 6 site levels and three per charger, three status changes
-    per row and one target per row; there is room for at least ``steps``.
+    Power-level changes go straight into the recorder's level log; ``level_room`` is
+    how many one call may add before it returns for the recorder to settle them.
+    ``status_*`` hold the connector status changes, ``target_*`` the sessions that
+    reached their target. A breakpoint adds at most 6 site levels and three per
+    charger, three status changes per row and one target per row; there is room for at
+    least ``steps``.
     """
 
     def __init__(self, rows: int, chargers: int, steps: int = 64) -> None:
-        self.levels = np.zeros((steps * (6 + 3 * chargers), 3))
+        self.level_room = steps * (6 + 3 * chargers)
         status_rows = steps * 3 * rows
         self.status_t = np.zeros(status_rows)
         self.status_row = np.zeros(status_rows, dtype=np.int64)

@@ -8,6 +8,7 @@ passes only what changed: the site, the time of the next event of another proces
 and where the engine stands.
 """
 
+from cpython cimport array
 from libc.math cimport INFINITY
 from libc.stdint cimport int64_t
 
@@ -52,8 +53,10 @@ cdef class Loop:
     # the operator policy's choices (free_and_full)
     cdef const unsigned char[::1] available, claimed
     cdef int64_t[::1] free_rows, full_rows
-    # logs the engine writes to its recorder after each run
-    cdef double[:, ::1] levels
+    # level changes go straight into the recorder's level log (Recorder.level_log); the
+    # other logs the engine writes to its recorder after each call
+    cdef array.array level_log
+    cdef Py_ssize_t level_room
     cdef double[::1] status_t
     cdef int64_t[::1] status_row
     cdef signed char[::1] status_code
@@ -61,12 +64,12 @@ cdef class Loop:
     cdef int64_t[::1] target_row
     # results of the last run
     cdef public double now, timer_t, timer_at
-    cdef public bint throttled
+    cdef public bint throttled, any_power
     cdef public Py_ssize_t steps, allocations, n_levels, n_status, n_targets
 
     def __init__(self, slots, row_curve, row_charger, member_start, members, span_kw, since, site_levels,
                  charger_levels, due_rows, due_kind, logs, int strategy, member_row, member_group, caps,
-                 double margin_h, available, claimed, free_rows, full_rows):
+                 double margin_h, available, claimed, free_rows, full_rows, array.array level_log):
         self.available = available
         self.claimed = claimed
         self.free_rows = free_rows
@@ -102,7 +105,10 @@ cdef class Loop:
         self.charger_levels = charger_levels
         self.due_rows = due_rows
         self.due_kind = due_kind
-        self.levels = logs.levels
+        if level_log.typecode != "d":
+            raise ValueError("the level log must be an array of doubles")
+        self.level_log = level_log
+        self.level_room = logs.level_room
         self.status_t = logs.status_t
         self.status_row = logs.status_row
         self.status_code = logs.status_code
@@ -154,13 +160,26 @@ cdef class Loop:
         self.f[HI, j] = self.socs[self.soc_start[c] + i + 1]
         self.f[UNIT_H, j] = hours if hours < _HUGE_H else _HUGE_H
 
-    cdef inline void _level(self, int64_t series, double t, double value) noexcept:
-        """Log a level change as the recorder's ``level_at(series, t, value)`` would."""
-        cdef Py_ssize_t n = self.n_levels
-        self.levels[n, 0] = series
-        self.levels[n, 1] = t
-        self.levels[n, 2] = value
-        self.n_levels = n + 1
+    cdef inline int _level(self, int64_t series, double t, double value) except -1:
+        """Log a level change as the recorder's ``level_at(series, t, value)`` does: append it to its log."""
+        cdef Py_ssize_t n = len(self.level_log)
+        cdef double* row
+        array.resize_smart(self.level_log, n + 3)
+        row = self.level_log.data.as_doubles + n
+        row[0] = series
+        row[1] = t
+        row[2] = value
+        self.n_levels += 1
+        return 0
+
+    cdef void _find_power(self) noexcept:
+        """Whether some row draws power (``any_power``), as the engine's ``Slots.any_power``."""
+        cdef Py_ssize_t j
+        self.any_power = False
+        for j in range(self.mode.shape[0]):
+            if self.mode[j] != 0:
+                self.any_power = True
+                return
 
     cdef void _apply(self, Py_ssize_t n, double now, double tolerance):
         """The engine's ``_apply_limits`` for rows_buf[:n] at kw_buf[:n]: plan, log status moves and spans."""
@@ -189,14 +208,15 @@ cdef class Loop:
                              self.free_rows, self.full_rows)
 
     def close_spans(self, const int64_t[::1] rows, double now, double tolerance, bint force):
-        """The engine's ``_close_spans`` step (:func:`sim.slot_kernels.close_spans`) with the bound arrays.
-
-        The closed spans are in the logs' ``span_charger``, ``span_start`` and ``span_kw``;
-        returns how many.
-        """
-        return close_spans(self.f, self.span_kw, self.since, rows, self.row_charger, self.member_start,
-                           self.members, self.seen, now, tolerance, force, self.span_charger, self.span_start,
-                           self.span_value)
+        """The engine's ``_close_spans`` (:func:`sim.slot_kernels.close_spans`) with the bound arrays;
+        each closed span is logged as its charger's level. Returns how many closed."""
+        cdef Py_ssize_t i, closed
+        closed = close_spans(self.f, self.span_kw, self.since, rows, self.row_charger, self.member_start,
+                             self.members, self.seen, now, tolerance, force, self.span_charger, self.span_start,
+                             self.span_value)
+        for i in range(closed):
+            self._level(self.charger_levels[self.span_charger[i]], self.span_start[i], self.span_value[i])
+        return closed
 
     cdef object _allocate(self, double grid_kw, double now_s):
         """The strategy's output kW per row, as its table function gives it for this table and site."""
@@ -225,6 +245,7 @@ cdef class Loop:
         if n_full:
             return False, False
         if not n_active:
+            self._find_power()
             return True, False
         kw = self._allocate(grid_kw, epoch + now)
         n, throttled = changed_rows(self.f, self.active, kw, self.max_kw, now + eps_t, waits, self.rows_buf)
@@ -232,6 +253,7 @@ cdef class Loop:
             for i in range(n):
                 self.kw_buf[i] = kw[self.rows_buf[i]]
             self._apply(n, now, tolerance)
+        self._find_power()
         return True, throttled
 
     def run(self, double now, double timer_t, double timer_at, bint throttled, double until, double horizon,
@@ -264,7 +286,7 @@ cdef class Loop:
         self.n_status = 0
         self.n_targets = 0
         while timer_t < INFINITY and timer_at < until:
-            if (self.n_levels + 6 + 3 * n_chargers > self.levels.shape[0]
+            if (self.n_levels + 6 + 3 * n_chargers > self.level_room
                     or self.n_status + 3 * n_rows > self.status_t.shape[0]
                     or self.n_targets + n_rows > self.target_t.shape[0]):
                 break  # the logs are full: let the engine write them first
@@ -372,6 +394,7 @@ cdef class Loop:
                 timer_t = nxt
                 if nxt < INFINITY:
                     timer_at = now + (nxt - now if nxt - now > 0.0 else 0.0)
+        self._find_power()
         self.now = now
         self.timer_t = timer_t
         self.timer_at = timer_at

@@ -263,6 +263,17 @@ class Recorder:
         if len(log) >= 3 * _LEVEL_BATCH:
             self._settle()
 
+    @property
+    def level_log(self) -> array:
+        """The log of level changes, (series id, t, value) flat, for compiled code that
+        appends to it directly (see :mod:`sim.fast_forward`); call :meth:`levels_logged` after."""
+        return self._level_log
+
+    def levels_logged(self) -> None:
+        """Settle the level log if direct appends filled a batch."""
+        if len(self._level_log) >= 3 * _LEVEL_BATCH:
+            self._settle()
+
     def log_levels(self, changes: np.ndarray) -> None:
         """Many :meth:`level_at` calls at once: rows of (series id, t, value), in call order."""
         if len(changes):
