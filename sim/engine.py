@@ -100,7 +100,7 @@ class Session:
 
     __slots__ = (
         "sid", "vehicle", "connector", "charger", "curve", "target", "row",
-        "plug_in", "soc_in", "queued_at", "next_dep",
+        "plug_in", "soc_in", "queued_at", "next_dep", "full_view",
     )  # fmt: skip
 
     def __init__(self, sid: int, vehicle: VehicleState, connector: Connector, curve: ChargeCurve,
@@ -116,6 +116,7 @@ class Session:
         self.soc_in = vehicle.soc
         self.queued_at = vehicle.queued_at if vehicle.queued_at is not None else now
         self.next_dep = vehicle.next_departure  # as known when the vehicle plugged in
+        self.full_view: FullVehicle | None = None  # how the operator policy sees it at its target
 
 
 @dataclass(slots=True)
@@ -414,6 +415,7 @@ class Engine:
             self._queue_views = None
         if v.session is not None:
             self.slots.dep[v.session.row] = self.epoch_s + t if t is not None else math.nan
+            v.session.full_view = None
 
     def _set_wait(self, v: VehicleState, soc: float | None) -> None:
         self._waits += (soc is not None) - (v.wait_soc is not None)
@@ -655,21 +657,26 @@ class Engine:
                 self._full_rows,
             )  # fmt: skip
         views = self._free_views
-        free = tuple(views[j] for j in self._free_rows[:n_free].tolist())
+        free = tuple([views[j] for j in self._free_rows[:n_free].tolist()]) if n_free else ()
         full: tuple[FullVehicle, ...] = ()
         if n_full:
-            sessions = [self._row_session[j] for j in self._full_rows[:n_full].tolist()]
-            full = tuple(
-                FullVehicle(v.spec.vehicle_id, s.connector.connector_id, s.charger.kind, v.next_departure)
-                for s in sessions
+            row_session = self._row_session
+            full = tuple([
+                s.full_view or self._full_view(s)
+                for s in [row_session[j] for j in self._full_rows[:n_full].tolist()]
                 if s is not None
-                for v in (s.vehicle,)
-            )
+            ])  # fmt: skip
         if not free and not full:
             return
         actions = self.policy.decide(DepotObservation(now, self._waiting_views(now), free, full, self.ops.plug_swap))
         for action in actions:
             self._apply(action)
+
+    def _full_view(self, s: Session) -> FullVehicle:
+        """How the policy sees a session at its target; kept until its vehicle's next departure moves."""
+        v = s.vehicle
+        s.full_view = FullVehicle(v.spec.vehicle_id, s.connector.connector_id, s.charger.kind, v.next_departure)
+        return s.full_view
 
     def _waiting_views(self, now: float) -> tuple[WaitingVehicle, ...]:
         """The queue as the policy sees it, rebuilt only after the queue changed.
@@ -678,14 +685,14 @@ class Engine:
         next departure moves; those drop its cached view and the cached tuple.
         """
         if self._queue_views is None:
-            views = []
-            for v in self.queue:
-                if v.view is None:
-                    queued_at = v.queued_at if v.queued_at is not None else now
-                    v.view = WaitingVehicle(v.spec.vehicle_id, queued_at, v.next_departure, v.soc, v.kinds)
-                views.append(v.view)
-            self._queue_views = tuple(views)
+            self._queue_views = tuple([v.view or self._waiting_view(v, now) for v in self.queue])
         return self._queue_views
+
+    @staticmethod
+    def _waiting_view(v: VehicleState, now: float) -> WaitingVehicle:
+        queued_at = v.queued_at if v.queued_at is not None else now
+        v.view = WaitingVehicle(v.spec.vehicle_id, queued_at, v.next_departure, v.soc, v.kinds)
+        return v.view
 
     def _apply(self, action: PlugIn | Swap) -> None:
         if isinstance(action, PlugIn):
