@@ -18,7 +18,7 @@ event-for-event the same as with a timeout.
 from __future__ import annotations
 
 from collections.abc import Callable
-from heapq import heappush
+from heapq import heappop, heappush
 from typing import Any
 
 import simpy
@@ -85,14 +85,20 @@ class TimerEnvironment(simpy.Environment):
 
     def step(self) -> None:
         timer = self._timer
-        if timer is not None:
-            queue = self._queue
-            if not queue or (timer[0], NORMAL, timer[1]) < queue[0][:3]:
-                self._timer = None
-                self._now = timer[0]
-                timer[2]()
-                return
-        super().step()
+        queue = self._queue
+        if timer is not None and (not queue or (timer[0], NORMAL, timer[1]) < queue[0][:3]):
+            self._timer = None
+            self._now = timer[0]
+            timer[2]()
+            return
+        if not queue or type(queue[0][3]) is not Call:
+            super().step()  # a SimPy event: its callbacks, failures and StopSimulation as SimPy handles them
+            return
+        # a Call: what SimPy's step does with it (it cannot fail), without the second method call
+        self._now, _, _, call = heappop(queue)
+        callbacks, call.callbacks = call.callbacks, None
+        for callback in callbacks:
+            callback(call)
 
 
 __all__ = ["Call", "Infinity", "TimerEnvironment"]

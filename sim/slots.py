@@ -77,6 +77,8 @@ class Slots:
         self.max_kw = np.zeros(rows)
         self.energy = np.zeros(rows)
         self.hours = np.zeros(rows)
+        # (curve id, target) -> (curve, capped hours from SoC 0): a plug-in repeats a few pairs
+        self._target_hours: dict[tuple[int, float], tuple[ChargeCurve, float]] = {}
         # scratch outputs of the compiled steps
         self._rows_out = np.zeros(rows, dtype=np.int64)
         self.moved = np.zeros(rows, dtype=np.int64)
@@ -99,7 +101,10 @@ class Slots:
         self.target[j] = target
         # an unreachable target (the curve reaches 0 kW first) is inf hours away; a huge
         # finite figure keeps the same order without inf - inf warnings in the arrays
-        self.target_h[j] = min(curve._hours_from_zero(target), _HUGE_H)
+        cached = self._target_hours.get((id(curve), target))
+        if cached is None or cached[0] is not curve:
+            cached = self._target_hours[id(curve), target] = (curve, min(curve._hours_from_zero(target), _HUGE_H))
+        self.target_h[j] = cached[1]
         self.next_t[j] = math.inf
         self.crit[j] = math.inf
         self.kwh[j] = 0.0
