@@ -188,6 +188,7 @@ class Engine:
         self._member_start = np.cumsum([0] + [len(rows) for rows in charger_rows], dtype=np.int64)
         self._members = np.array([j for rows in charger_rows for j in rows], dtype=np.int64)
         self._all_rows = np.arange(len(self.connectors), dtype=np.int64)
+        self._single_rows = [self._all_rows[j : j + 1] for j in range(len(self.connectors))]  # read-only row sets
         self._charger_series = [self.recorder.level_id("charger:" + c.charger_id) for c in self.chargers]
         # ids in the order the series are first recorded (run() opens the PV ones at 0)
         pv_ids = (self.recorder.level_id("pv"), self.recorder.level_id("pv_curtailed"))
@@ -542,9 +543,9 @@ class Engine:
         conn = session.connector
         sl = self.slots
         row = session.row
-        soc = float(sl.soc[row])
-        kwh = float(sl.kwh[row])
-        eff = float(sl.eff[row])
+        soc = sl.soc.item(row)
+        kwh = sl.kwh.item(row)
+        eff = sl.eff.item(row)
         v.soc = soc
         self.sessions.remove(session)
         sl.close(row)
@@ -552,7 +553,7 @@ class Engine:
         v.session = None
         v.state = "depot"
         self._claim(conn, None)
-        self._close_spans(now, np.array([row]))
+        self._close_spans(now, self._single_rows[row])
         rec = self.recorder
         rec.sessions.append((
             session.sid, v.spec.vehicle_id, v.spec.type_name, conn.charger.charger_id, conn.connector_id,
@@ -993,9 +994,8 @@ class Engine:
                 vehicle(t, self._row_session[j].vehicle.spec.vehicle_id, soc.item(j), "plugged", "target_reached")
         if loop.n_levels:  # appended to the recorder's level log by the loop
             self.recorder.levels_logged()
-        n = loop.n_status
-        if n:
-            self._show_plans(logs.status_t[:n].tolist(), logs.status_row[:n].tolist(), logs.status_code[:n].tolist())
+        if loop.n_status:
+            self._show_plans(*loop.status_log())
 
     def _show_plans(self, times: list[float], rows: list[int], codes: list[int]) -> None:
         """:meth:`_show_plan` for each (t, row, code) the compiled code logged, in order.

@@ -202,6 +202,12 @@ cdef class Loop:
         for i in range(closed):
             self._level(self.charger_levels[self.span_charger[i]], self.span_start[i], self.span_value[i])
 
+    def status_log(self):
+        """The connector status changes of the last call, as lists: (times, rows, codes)."""
+        cdef Py_ssize_t i, n = self.n_status
+        return ([self.status_t[i] for i in range(n)], [self.status_row[i] for i in range(n)],
+                [self.status_code[i] for i in range(n)])
+
     def free_and_full(self, bint with_full):
         """:func:`sim.slot_kernels.free_and_full` with the bound arrays (the engine's ``_free_rows``/``_full_rows``)."""
         return free_and_full(self.f, self.occupied, self.rank, self.available, self.claimed, with_full,
