@@ -335,7 +335,14 @@ cpdef greedy_prefix(
     stops gets what is left and the later ones nothing. The grid left is carried as a
     running difference, in priority order, like ``np.subtract.accumulate``.
     """
-    cdef double[::1] kw = take
+    return _greedy_prefix(take, take, efficiency, key, rank, grid_kw)
+
+
+cdef object _greedy_prefix(
+    object take, double[::1] kw, const double[::1] efficiency, const double[::1] key, const int64_t[::1] rank,
+    double grid_kw,
+):
+    """:func:`greedy_prefix` with ``take`` also given as a view ``kw`` (callers that hold one convert it once)."""
     cdef Py_ssize_t k, m, n = kw.shape[0]
     cdef int64_t i
     cdef double left = grid_kw, room
@@ -361,7 +368,13 @@ cpdef water_level(object take, const double[::1] efficiency, const int64_t[::1] 
 
     Returns ``take`` itself when the grid fits every row, else a new array.
     """
-    cdef const double[::1] maxima = take
+    return _water_level(take, take, efficiency, rank, grid_kw)
+
+
+cdef object _water_level(
+    object take, const double[::1] maxima, const double[::1] efficiency, const int64_t[::1] rank, double grid_kw
+):
+    """:func:`water_level` with ``take`` also given as a view ``maxima`` (converted once by callers that hold one)."""
     cdef Py_ssize_t k, n = maxima.shape[0]
     cdef int64_t i
     cdef int64_t* by_max = NULL
@@ -890,23 +903,26 @@ cpdef object builtin(
     a Python call per step. The tests hold the results equal to the functions'.
     """
     cdef bint groups_bind
+    cdef double grid
+    cdef double[::1] kw, order_key
     take = wanted(max_kw, energy_kwh)
+    kw = take  # one view of it for every step
     grid = grid_kw if grid_kw > 0.0 else 0.0  # _limits.grid_limit: a negative or NaN limit means none
-    groups_bind = caps.shape[0] > 0 and demand_exceeds(take, member_row, member_group, caps)
+    groups_bind = caps.shape[0] > 0 and demand_exceeds(kw, member_row, member_group, caps)
     if strategy == UNCONTROLLED or strategy == EQUAL_SHARE:
         if strategy == UNCONTROLLED:
             grid = INFINITY  # the grid limit is ignored on purpose
         if groups_bind:
-            return water_serve(take, efficiency, member_row, member_group, caps, grid)
-        return water_level(take, efficiency, rank, grid)
+            return water_serve(kw, efficiency, member_row, member_group, caps, grid)
+        return _water_level(take, kw, efficiency, rank, grid)
     if strategy != EARLIEST_DEPARTURE_FIRST and strategy != LEAST_LAXITY_FIRST:
         raise ValueError(f"unknown built-in strategy {strategy}")
-    if not groups_bind and grid_fits(take, efficiency, grid):
+    if not groups_bind and grid_fits(kw, efficiency, grid):
         return take
     if strategy == EARLIEST_DEPARTURE_FIRST:
-        key = departure_key(departure_s)
+        order_key = departure_key(departure_s)
     else:
-        key = laxity(departure_s, hours_to_target, current_kw, now, margin_h)
+        order_key = laxity(departure_s, hours_to_target, current_kw, now, margin_h)
     if groups_bind:
-        return greedy_serve(take, efficiency, key, rank, member_row, member_group, caps, grid)
-    return greedy_prefix(take, efficiency, key, rank, grid)
+        return greedy_serve(kw, efficiency, order_key, rank, member_row, member_group, caps, grid)
+    return _greedy_prefix(take, kw, efficiency, order_key, rank, grid)
