@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
+from hypothesis import given
+from hypothesis import strategies as st
+
 from sim.operator import (
     DepotObservation,
     EarliestDeparturePolicy,
@@ -49,3 +54,16 @@ def test_the_queue_order_is_computed_again_only_for_a_new_queue() -> None:
     other = (waiting("a", 0.0, 1000.0), waiting("b", 1.0, 3000.0))  # equal ids, a new tuple: a new order
     assert policy.decide(DepotObservation(6.0, other, (free("c1/1"),), (), False)) == [PlugIn("a", "c1/1")]
     assert policy.calls == 2
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([0.0, 10.0, 20.0]), st.sampled_from([None, 100.0, 200.0, 300.0])), max_size=12
+    )
+)
+def test_earliest_departure_order_is_by_departure_then_queue_time_then_queue_position(items) -> None:
+    queue = tuple(waiting(f"v{i}", queued_at, departure) for i, (queued_at, departure) in enumerate(items))
+    expected = sorted(
+        queue, key=lambda v: (v.next_departure if v.next_departure is not None else math.inf, v.queued_at)
+    )
+    assert EarliestDeparturePolicy().order(queue) == expected
