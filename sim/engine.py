@@ -1005,7 +1005,8 @@ class Engine:
         checked transition and an event row.
         """
         conns = self.connectors
-        record = self.recorder.connector_status
+        out: list[tuple[float, str | None, str, str, str]] = []  # event rows, written in one call
+        add = out.append
         for t, j, code in zip(times, rows, codes, strict=True):
             conn = conns[j]
             status = _CODE_STATUS[code]
@@ -1013,6 +1014,8 @@ class Engine:
             if old is status:
                 continue
             if conn.charger.faulted:
+                self.recorder.connector_statuses(out)  # the rows before it first
+                out.clear()
                 self._show_plan(j, code, t)
                 continue
             if status not in TRANSITIONS[old]:
@@ -1020,7 +1023,9 @@ class Engine:
             if old is S.AVAILABLE:
                 self._available[j] = False
             conn.status = status
-            record(t, conn.vehicle, conn.charger.charger_id, conn.connector_id, _STATUS_VALUE[status])
+            add((t, conn.vehicle, conn.charger.charger_id, conn.connector_id, _STATUS_VALUE[status]))
+        if out:
+            self.recorder.connector_statuses(out)
 
     def _on_timer(self) -> None:
         if self._may_fast_forward_now(self.env.now):
