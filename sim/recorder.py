@@ -127,19 +127,19 @@ class Rows:
         if not rows:
             return
         width = len(self.kinds)
-        if any(len(row) != width for row in rows):
+        if set(map(len, rows)) != {width}:
             raise ValueError(f"rows of {', '.join(self.columns)} must have {width} values")
         code = self._strings.code
         for i, (col, kind, values) in enumerate(zip(self._cols, self.kinds, zip(*rows, strict=True), strict=True)):
             if kind == "s":
-                codes = [code(v) for v in values]
+                codes = list(map(code, values))
                 if col.typecode == "h" and len(self._strings.names) > _INT16_MAX + 1:
                     col = self._cols[i] = array("i", col)
                 col.extend(codes)
             elif kind == "?":
-                col.extend([1 if v else 0 for v in values])
+                col.extend(map(bool, values))  # truthiness as 1/0
             elif kind == "q":
-                col.extend([int(v) for v in values])
+                col.extend(map(int, values))
             else:
                 try:
                     col.extend(values)
