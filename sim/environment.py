@@ -86,11 +86,21 @@ class TimerEnvironment(simpy.Environment):
     def step(self) -> None:
         timer = self._timer
         queue = self._queue
-        if timer is not None and (not queue or (timer[0], NORMAL, timer[1]) < queue[0][:3]):
-            self._timer = None
-            self._now = timer[0]
-            timer[2]()
-            return
+        if timer is not None:
+            # (time, NORMAL, order) < the head's (time, priority, order), compared field by field
+            if queue:
+                head = queue[0]
+                t, head_t = timer[0], head[0]
+                fires = t < head_t or (
+                    t == head_t and (head[1] > NORMAL or (head[1] == NORMAL and timer[1] < head[2]))
+                )
+            else:
+                fires = True
+            if fires:
+                self._timer = None
+                self._now = timer[0]
+                timer[2]()
+                return
         if not queue or type(queue[0][3]) is not Call:
             super().step()  # a SimPy event: its callbacks, failures and StopSimulation as SimPy handles them
             return
