@@ -516,10 +516,17 @@ class Engine:
         target = self.ops.target_soc
         session = Session(self._next_sid, v, conn, curve, target, now, row)
         dep = self.epoch_s + v.next_departure if v.next_departure is not None else math.nan
-        self.slots.open(row, v.soc, v.spec.battery_kwh, conn.charger.efficiency, target, curve, session.sid, dep)
         self._row_curve[row], added = self._curve_table.index(curve)
-        if added and self._ff is not None:
-            self._curve_table.bind(self._ff)
+        loop = self._ff
+        if loop is not None:  # the same as slots.open, in one compiled call
+            if added:
+                self._curve_table.bind(loop)
+            loop.open_row(
+                row, v.soc, v.spec.battery_kwh, conn.charger.efficiency, target,
+                self.slots.target_hours(curve, target), session.sid, dep,
+            )  # fmt: skip
+        else:
+            self.slots.open(row, v.soc, v.spec.battery_kwh, conn.charger.efficiency, target, curve, session.sid, dep)
         if v.wait_soc is not None:
             self.slots.wait[row] = v.wait_soc
         self._row_session[row] = session
@@ -548,7 +555,10 @@ class Engine:
         eff = sl.eff.item(row)
         v.soc = soc
         self.sessions.remove(session)
-        sl.close(row)
+        if self._ff is not None:
+            self._ff.close_row(row)
+        else:
+            sl.close(row)
         self._row_session[row] = None
         v.session = None
         v.state = "depot"
@@ -1049,7 +1059,10 @@ class Engine:
                 done.append(j)
                 self._target_reached(s, snapped, now)
             elif kind == 2:
-                sl.set_piece(j, s.curve, snapped)  # on to the next piece of the curve
+                if self._ff is not None:  # on to the next piece of the curve
+                    self._ff.set_piece(j, snapped)
+                else:
+                    sl.set_piece(j, s.curve, snapped)
             self._check_ready(s, snapped)
         if done:
             self._apply_limits(np.array(done), np.zeros(len(done)), now)

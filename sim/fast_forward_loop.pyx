@@ -9,12 +9,13 @@ and where the engine stands.
 """
 
 from cpython cimport array
-from libc.math cimport INFINITY
+from libc.math cimport INFINITY, NAN
 from libc.stdint cimport int64_t
 
 from backend.charging.strategies.fill_kernels cimport builtin
 from sim.slot_kernels cimport (
-    A, B, CHARGING, CRIT, HI, LIMIT, LO, NEXT_T, SAFE_B, SOC, SUSPENDED_EV, SUSPENDED_EVSE, TARGET, UNIT_H,
+    A, B, CAP, CEIL, CHARGING, CRIT, DEP, EFF, HI, INV_EFF, KWH, LIMIT, LO, NEXT_T, POWER, SAFE_B, SOC,
+    SUSPENDED_EV, SUSPENDED_EVSE, TARGET, TARGET_H, UNIT_H, WAIT,
     allocation_inputs, changed_rows, close_spans, due_breakpoints, free_and_full, integrate, plan, snapped_soc,
     soc_after,
 )
@@ -40,8 +41,8 @@ cdef class Loop:
     cdef signed char[::1] mode
     cdef unsigned char[::1] sloped, occupied, active, moved_zero, moved_full, seen
     cdef signed char[::1] status, due_kind
-    cdef const int64_t[::1] rank, row_charger, member_start, members, site_levels, charger_levels
-    cdef int64_t[::1] row_curve, rows_buf, due_rows, moved, span_charger
+    cdef const int64_t[::1] row_charger, member_start, members, site_levels, charger_levels
+    cdef int64_t[::1] rank, row_curve, rows_buf, due_rows, moved, span_charger
     cdef double[::1] max_kw, energy, hours, kw_buf, span_kw, since, span_start, span_value
     cdef const int64_t[::1] soc_start, piece_start
     cdef const double[::1] socs, line_a, line_b, unit_h
@@ -201,6 +202,63 @@ cdef class Loop:
                              self.span_charger, self.span_start, self.span_value)
         for i in range(closed):
             self._level(self.charger_levels[self.span_charger[i]], self.span_start[i], self.span_value[i])
+
+    def open_row(self, Py_ssize_t j, double soc, double cap, double eff, double target, double target_h,
+                 int64_t rank, double dep):
+        """:meth:`sim.slots.Slots.open` for row j, whose curve (``row_curve[j]``) is set first;
+        ``target_h`` is :meth:`sim.slots.Slots.target_hours`."""
+        if j < 0 or j >= self.f.shape[1]:
+            raise IndexError(f"row {j} out of range")
+        self.occupied[j] = True
+        self.f[SOC, j] = soc
+        self.f[CEIL, j] = soc if soc > target else target  # max(target, soc)
+        self.f[POWER, j] = 0.0
+        self.f[LIMIT, j] = 0.0
+        self.mode[j] = 0
+        self.f[CAP, j] = cap
+        self.f[EFF, j] = eff
+        self.f[INV_EFF, j] = 1.0 / eff
+        self.f[TARGET, j] = target
+        self.f[TARGET_H, j] = target_h
+        self.f[NEXT_T, j] = INFINITY
+        self.f[CRIT, j] = INFINITY
+        self.f[KWH, j] = 0.0
+        self.f[DEP, j] = dep
+        self.f[WAIT, j] = NAN
+        self.rank[j] = rank
+        self._set_piece(j, soc)
+
+    def set_piece(self, Py_ssize_t j, double soc):
+        """:meth:`sim.slots.Slots.set_piece` for row j, with its curve ``row_curve[j]``."""
+        if j < 0 or j >= self.f.shape[1]:
+            raise IndexError(f"row {j} out of range")
+        self._set_piece(j, soc)
+
+    def close_row(self, Py_ssize_t j):
+        """:meth:`sim.slots.Slots.close` for row j (its ``ACC`` stays: it belongs to the charger's open span)."""
+        if j < 0 or j >= self.f.shape[1]:
+            raise IndexError(f"row {j} out of range")
+        self.occupied[j] = False
+        self.f[SOC, j] = 0.0
+        self.f[CEIL, j] = 0.0
+        self.f[POWER, j] = 0.0
+        self.f[LIMIT, j] = 0.0
+        self.mode[j] = 0
+        self.f[A, j] = 0.0
+        self.f[B, j] = 0.0
+        self.f[SAFE_B, j] = 1.0
+        self.sloped[j] = False
+        self.f[LO, j] = 0.0
+        self.f[HI, j] = 1.0
+        self.f[CAP, j] = 1.0
+        self.f[EFF, j] = 1.0
+        self.f[INV_EFF, j] = 1.0
+        self.f[TARGET, j] = 0.0
+        self.f[NEXT_T, j] = INFINITY
+        self.f[CRIT, j] = INFINITY
+        self.f[KWH, j] = 0.0
+        self.f[DEP, j] = NAN
+        self.f[WAIT, j] = NAN
 
     def status_log(self):
         """The connector status changes of the last call, as lists: (times, rows, codes)."""

@@ -101,10 +101,7 @@ class Slots:
         self.target[j] = target
         # an unreachable target (the curve reaches 0 kW first) is inf hours away; a huge
         # finite figure keeps the same order without inf - inf warnings in the arrays
-        cached = self._target_hours.get((id(curve), target))
-        if cached is None or cached[0] is not curve:
-            cached = self._target_hours[id(curve), target] = (curve, min(curve._hours_from_zero(target), _HUGE_H))
-        self.target_h[j] = cached[1]
+        self.target_h[j] = self.target_hours(curve, target)
         self.next_t[j] = math.inf
         self.crit[j] = math.inf
         self.kwh[j] = 0.0
@@ -112,6 +109,13 @@ class Slots:
         self.wait[j] = math.nan
         self.rank[j] = rank
         self.set_piece(j, curve, soc)
+
+    def target_hours(self, curve: ChargeCurve, target: float) -> float:
+        """Curve hours per kWh from SoC 0 to ``target`` at full power (capped), as a row keeps it."""
+        cached = self._target_hours.get((id(curve), target))
+        if cached is None or cached[0] is not curve:
+            cached = self._target_hours[id(curve), target] = (curve, min(curve._hours_from_zero(target), _HUGE_H))
+        return cached[1]
 
     def close(self, j: int) -> None:
         """Make row j idle (its ``acc`` stays: it belongs to the charger's open span)."""
