@@ -130,9 +130,12 @@ class Rows:
         if set(map(len, rows)) != {width}:
             raise ValueError(f"rows of {', '.join(self.columns)} must have {width} values")
         code = self._strings.code
+        get = self._strings.codes.get
         for i, (col, kind, values) in enumerate(zip(self._cols, self.kinds, zip(*rows, strict=True), strict=True)):
             if kind == "s":
-                codes = list(map(code, values))
+                codes = list(map(get, values))
+                if None in codes:  # a new name (or a missing value): draw codes in order
+                    codes = list(map(code, values))
                 if col.typecode == "h" and len(self._strings.names) > _INT16_MAX + 1:
                     col = self._cols[i] = array("i", col)
                 col.extend(codes)
