@@ -67,6 +67,7 @@ _EPS_T = 1e-6
 # connector statuses a plan can set, as the codes the compiled steps compare (others: 0)
 _STATUS_CODE = {S.CHARGING: K.CHARGING, S.SUSPENDED_EV: K.SUSPENDED_EV, S.SUSPENDED_EVSE: K.SUSPENDED_EVSE}
 _CODE_STATUS = {code: status for status, code in _STATUS_CODE.items()}
+_PLUGGED_IN = frozenset({S.PREPARING, S.CHARGING, S.SUSPENDED_EV, S.SUSPENDED_EVSE})
 _STATUS_VALUE = {status: status.value for status in S}  # the event detail (an enum's .value is a property call)
 
 
@@ -197,6 +198,14 @@ class Engine:
             *pv_ids,
         )
         self._available = np.array([c.status is S.AVAILABLE for c in self.connectors])  # status Available
+        self._faulted = np.zeros(len(self.connectors), dtype=bool)  # on a faulted charger
+        # the recorder's codes of each row's vehicle, charger and connector and of the plan
+        # statuses' names, for the compiled loop's status rows (-2: none yet, see _event_codes)
+        self._row_vehicle_code = np.full(len(self.connectors), -2, dtype=np.int64)
+        self._row_charger_code = np.full(len(self.connectors), -2, dtype=np.int64)
+        self._row_connector_code = np.full(len(self.connectors), -2, dtype=np.int64)
+        self._status_name_code = np.full(4, -2, dtype=np.int64)
+        self._status_kind_code = -2
         self._claimed = np.array([c.vehicle is not None for c in self.connectors])  # a vehicle on it or coming
         self._queue_views: tuple[WaitingVehicle, ...] | None = None
         self._free_views = [
@@ -263,7 +272,8 @@ class Engine:
                 np.array(self._charger_series, dtype=np.int64), self._due_rows, self._due_kind, self._ff_logs,
                 FF.builtin_code(self.strategy_name), self._member_row, self._member_group, group_caps(self.groups),
                 self.preemption_h, self._available, self._claimed, self._free_rows, self._full_rows,
-                self.recorder.level_log,
+                self.recorder.level_log, self._row_vehicle_code, self._row_charger_code, self._row_connector_code,
+                self._status_name_code, self._faulted,
             )  # fmt: skip
             self._curve_table.bind(self._ff)
 
@@ -285,6 +295,7 @@ class Engine:
             self.recorder.event(
                 0.0, "connector_status", None, conn.charger.charger_id, conn.connector_id, detail=conn.status.value
             )
+        self._event_codes()
         # every power series covers the whole run, starting at zero where nothing flows yet
         for charger in self.chargers:
             self.recorder.level("charger:" + charger.charger_id, 0.0, 0.0)
@@ -530,6 +541,7 @@ class Engine:
         if v.wait_soc is not None:
             self.slots.wait[row] = v.wait_soc
         self._row_session[row] = session
+        self._row_vehicle_code[row] = self.recorder.event_code(v.spec.vehicle_id)
         self._next_sid += 1
         v.session = session
         v.state = "plugged"
@@ -582,6 +594,8 @@ class Engine:
             return
         self._flush()
         charger.faulted = True
+        for conn in charger.connectors:
+            self._faulted[self._row_of[conn.connector_id]] = True
         self.recorder.event(self.env.now, "charger_fault", charger=charger.charger_id)
         for conn in charger.connectors:
             waiting = None
@@ -603,6 +617,8 @@ class Engine:
         if not charger.faulted:
             return
         charger.faulted = False
+        for conn in charger.connectors:
+            self._faulted[self._row_of[conn.connector_id]] = False
         self.recorder.event(self.env.now, "charger_repair", charger=charger.charger_id)
         for conn in charger.connectors:
             self._set_status(conn, S.AVAILABLE)
@@ -1005,7 +1021,39 @@ class Engine:
         if loop.n_levels:  # appended to the recorder's level log by the loop
             self.recorder.levels_logged()
         if loop.n_status:
-            self._show_plans(*loop.status_log())
+            rec = self.recorder
+            touched = loop.write_status_events(
+                rec.e_time, rec.e_kind, rec.e_vehicle, rec.e_charger, rec.e_connector, rec.e_value, rec.e_detail,
+                self._status_kind_code,
+            )  # fmt: skip
+            if touched is None:  # a name without a code yet, or a faulted charger: row by row
+                self._show_plans(*loop.status_log())
+                self._event_codes()
+            else:
+                self._sync_statuses(touched)
+
+    def _event_codes(self) -> None:
+        """Look up the recorder's codes the compiled status rows use (see ``write_status_events``)."""
+        code = self.recorder.event_code
+        self._status_kind_code = code("connector_status")
+        for status, k in _STATUS_CODE.items():
+            self._status_name_code[k] = code(_STATUS_VALUE[status])
+        for j, conn in enumerate(self.connectors):
+            self._row_charger_code[j] = code(conn.charger.charger_id)
+            self._row_connector_code[j] = code(conn.connector_id)
+            self._row_vehicle_code[j] = code(conn.vehicle)
+
+    def _sync_statuses(self, rows: list[int]) -> None:
+        """Set the connectors of ``rows`` to the status their codes now hold, after the compiled
+        loop wrote their status rows. Its moves are only among the plugged-in statuses,
+        between any two of which a connector may go."""
+        conns = self.connectors
+        codes = self.slots.status
+        for j in rows:
+            conn = conns[j]
+            if conn.status not in _PLUGGED_IN:
+                check_transition(conn.status, _CODE_STATUS[codes.item(j)])  # raises unless valid
+            conn.status = _CODE_STATUS[codes.item(j)]
 
     def _show_plans(self, times: list[float], rows: list[int], codes: list[int]) -> None:
         """:meth:`_show_plan` for each (t, row, code) the compiled code logged, in order.

@@ -100,6 +100,7 @@ class Logs:
         self.rows = np.zeros(rows, dtype=np.int64)
         self.kw = np.zeros(rows)
         self.seen = np.zeros(chargers, dtype=bool)
+        self.row_mark = np.zeros(rows, dtype=bool)
 
 
 class CurveTable:

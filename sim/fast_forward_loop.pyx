@@ -34,6 +34,14 @@ cpdef enum:
     L_PV_CURTAILED = 5
 
 
+cdef inline void _put(array.array column, Py_ssize_t at, int64_t code) noexcept:
+    """Store a string code in an event code column (int16 until the recorder widens it to int32)."""
+    if column.ob_descr.itemsize == 2:
+        column.data.as_shorts[at] = <short>code
+    else:
+        column.data.as_ints[at] = <int>code
+
+
 cdef class Loop:
     """The engine's arrays, bound once; :meth:`run` advances through breakpoints."""
 
@@ -51,6 +59,11 @@ cdef class Loop:
     cdef const double[::1] eff, dep, current_kw, caps
     cdef const int64_t[::1] member_row, member_group
     cdef double margin_h
+    # the recorder's string codes of each row's vehicle, charger and connector, and of the
+    # statuses' names (index: status code); -2 where none is drawn yet; rows on a faulted charger
+    cdef const int64_t[::1] row_vehicle_code, row_charger_code, row_connector_code, status_name_code
+    cdef const unsigned char[::1] row_faulted
+    cdef unsigned char[::1] row_mark  # scratch: rows seen, all False between calls
     # the operator policy's choices (free_and_full)
     cdef const unsigned char[::1] available, claimed
     cdef int64_t[::1] free_rows, full_rows
@@ -70,7 +83,14 @@ cdef class Loop:
 
     def __init__(self, slots, row_curve, row_charger, member_start, members, span_kw, since, site_levels,
                  charger_levels, due_rows, due_kind, logs, int strategy, member_row, member_group, caps,
-                 double margin_h, available, claimed, free_rows, full_rows, array.array level_log):
+                 double margin_h, available, claimed, free_rows, full_rows, array.array level_log,
+                 row_vehicle_code, row_charger_code, row_connector_code, status_name_code, row_faulted):
+        self.row_vehicle_code = row_vehicle_code
+        self.row_charger_code = row_charger_code
+        self.row_connector_code = row_connector_code
+        self.status_name_code = status_name_code
+        self.row_faulted = row_faulted
+        self.row_mark = logs.row_mark
         self.available = available
         self.claimed = claimed
         self.free_rows = free_rows
@@ -259,6 +279,53 @@ cdef class Loop:
         self.f[KWH, j] = 0.0
         self.f[DEP, j] = NAN
         self.f[WAIT, j] = NAN
+
+    def write_status_events(self, array.array time, array.array kind, array.array vehicle, array.array charger,
+                            array.array connector, array.array value, array.array detail, int64_t kind_code):
+        """Append the logged status changes to the recorder's event columns as its
+        ``connector_status`` rows (NaN value), in order; return the distinct rows touched.
+
+        Returns None, writing nothing, when a code is not drawn yet (a name's first use
+        decides its place among the categories, so Python writes those rows) or a row is
+        on a faulted charger (its status stays Faulted): the engine then writes the log
+        row by row.
+        """
+        cdef Py_ssize_t i, n = self.n_status, start
+        cdef int64_t j
+        cdef array.array column
+        if time.ob_descr.itemsize != 8 or value.ob_descr.itemsize != 8:
+            raise TypeError("event time and value columns must be arrays of doubles")
+        for column in (kind, vehicle, charger, connector, detail):
+            if column.ob_descr.itemsize != 2 and column.ob_descr.itemsize != 4:
+                raise TypeError("event code columns must be arrays of int16 or int32")
+        if kind_code < 0:
+            return None
+        for i in range(n):
+            j = self.status_row[i]
+            if (self.row_faulted[j] or self.row_vehicle_code[j] < -1 or self.row_charger_code[j] < 0
+                    or self.row_connector_code[j] < 0 or self.status_name_code[self.status_code[i]] < 0):
+                return None
+        start = len(time)
+        for column in (time, kind, vehicle, charger, connector, value, detail):
+            if len(column) != start:
+                raise ValueError("event columns differ in length")
+            array.resize_smart(column, start + n)
+        touched = []
+        for i in range(n):
+            j = self.status_row[i]
+            time.data.as_doubles[start + i] = self.status_t[i]
+            value.data.as_doubles[start + i] = NAN
+            _put(kind, start + i, kind_code)
+            _put(vehicle, start + i, self.row_vehicle_code[j])
+            _put(charger, start + i, self.row_charger_code[j])
+            _put(connector, start + i, self.row_connector_code[j])
+            _put(detail, start + i, self.status_name_code[self.status_code[i]])
+            if not self.row_mark[j]:
+                self.row_mark[j] = True
+                touched.append(j)
+        for j in touched:
+            self.row_mark[j] = False
+        return touched
 
     def status_log(self):
         """The connector status changes of the last call, as lists: (times, rows, codes)."""

@@ -430,6 +430,17 @@ class Recorder:
         self.e_value.append(math.nan)
         self.e_detail.append(d)
 
+    def event_code(self, name: str | None) -> int:
+        """The code ``name`` has in the event columns: -1 for None, -2 if it has none yet.
+
+        For compiled code that writes event rows itself (:mod:`sim.fast_forward`); it
+        leaves a name without a code to :meth:`event`, as its first use sets its place.
+        """
+        if name is None:
+            return -1
+        code = self._strings.codes.get(name)
+        return -2 if code is None else code
+
     def connector_statuses(self, rows: list[tuple[float, str | None, str, str, str]]) -> None:
         """:meth:`connector_status` for each ``(t, vehicle, charger, connector, status)``, in order."""
         get = self._strings.codes.get

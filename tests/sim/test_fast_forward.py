@@ -124,3 +124,18 @@ def test_random_depots_run_the_same(
     if faults:
         changes["chargers.dc.faults"] = {"mtbf_hours": 12.0, "mttr_hours": 2.0}
     _assert_same_run(with_changes(depot(vehicles, chargers, grid_kw, strategy), **changes))
+
+
+def test_status_rows_written_by_the_loop_fill_widened_event_columns_too() -> None:
+    """The loop writes connector status rows straight into the recorder's int16 code
+    columns, or into int32 ones once a run has named more than int16 holds."""
+    source = depot(12, 6, 120.0, "least_laxity_first")
+    plain = _run(source, True)
+    widened = Engine(load_scenario(source), fast_forward=True)
+    widened.recorder._widen_events()  # as after the 32,768th name
+    assert widened.recorder.e_kind.typecode == "i"
+    widened.run()
+    assert widened.fast_forwarded > 0
+    events = plain.recorder.frames()["events"]
+    assert (events["kind"] == "connector_status").sum() > 100  # the loop wrote status rows
+    pd.testing.assert_frame_equal(widened.recorder.frames()["events"], events, check_exact=True)
