@@ -577,7 +577,7 @@ class Engine:
         self._claim(conn, None)
         self._close_spans(now, self._single_rows[row])
         rec = self.recorder
-        rec.sessions.append((
+        rec.sessions.add((
             session.sid, v.spec.vehicle_id, v.spec.type_name, conn.charger.charger_id, conn.connector_id,
             session.queued_at, session.plug_in, now, kwh, kwh / eff, session.soc_in,
             soc, session.target, soc >= session.target - 1e-6, reason,
@@ -1179,7 +1179,7 @@ class Engine:
         delay = (actual - trip.pull_out) / 60.0 if actual is not None else math.nan
         target = self.ops.target_soc
         ready = soc >= target - 1e-6 and status not in ("cancelled", "unserved")
-        self.recorder.departures.append((
+        self.recorder.departures.add((
             v.spec.vehicle_id, trip.index, trip.pull_out, actual if actual is not None else math.nan,
             delay, soc, target, ready, status, trip.kwh, shortfall,
         ))  # fmt: skip

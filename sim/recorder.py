@@ -29,7 +29,6 @@ from sim.result import TABLES
 _NAT = np.iinfo(np.int64).min
 _INT16_MAX = 32767
 _DTYPES = {"d": np.float64, "q": np.int64, "b": np.int8, "h": np.int16, "i": np.int32}
-_BATCH = 4096  # rows converted to columns at a time: small enough to stay cheap, large enough for C loops
 _Seg = tuple[np.ndarray, np.ndarray, np.ndarray]  # (start ns, end ns, value), sorted
 # level changes logged before they are merged into segments: small batches keep the
 # merge's temporary arrays from fragmenting the heap (1 << 16 cost ~12 MB of RSS on a year)
@@ -90,8 +89,8 @@ class _Strings:
 class Rows:
     """Rows appended as tuples, kept as one typed array per column.
 
-    The engine appends whole rows (``rows.append((...))``); they are converted to
-    columns in batches, so a year of rows costs a few bytes per value instead of a
+    The engine appends whole rows (``rows.append((...))``); each is converted into
+    the columns at once, so a year of rows costs a few bytes per value instead of a
     Python object each.
 
     Args:
@@ -110,56 +109,82 @@ class Rows:
         self._strings = strings
         typecodes = {"d": "d", "t": "d", "q": "q", "?": "b", "s": "h"}
         self._cols: list[array] = [array(typecodes[k]) for k in kinds]
-        self._pending: list[tuple] = []
-        self._done = 0
+        self._string_columns = tuple(i for i, k in enumerate(kinds) if k == "s")
+        self._rows = 0
 
     def append(self, row: tuple) -> None:
-        pending = self._pending
-        pending.append(row)
-        if len(pending) >= _BATCH:
-            self._flush()
+        """Convert ``row`` and add it to the columns; a row that does not convert is refused whole.
+
+        Rows are converted as they come, while their values are fresh in memory: kept
+        as tuples and converted in batches, a year's rows scattered over the heap cost
+        several microseconds each to read back.
+        """
+        kinds = self.kinds
+        if len(row) != len(kinds):
+            raise ValueError(f"rows of {', '.join(self.columns)} must have {len(kinds)} values")
+        cols = self._cols
+        get = self._strings.codes.get
+        out = []
+        add = out.append
+        for i, (kind, v) in enumerate(zip(kinds, row, strict=True)):
+            if kind == "s":
+                if v is None:
+                    add(-1)
+                    continue
+                code = get(v)
+                if code is None:
+                    code = self._strings.code(v)
+                    if code > _INT16_MAX and cols[i].typecode == "h":
+                        cols[i] = array("i", cols[i])
+                add(code)
+            elif kind == "d" or kind == "t":
+                add(math.nan if v is None else float(v))
+            elif kind == "q":
+                add(int(v))
+            else:
+                add(1 if v else 0)
+        for col, value in zip(cols, out, strict=True):
+            col.append(value)
+        self._rows += 1
+
+    def add(self, row: tuple) -> None:
+        """:meth:`append` for a row whose numbers are already ``float``/``int``/``bool``:
+        only its strings are converted (the engine's hot tables, a row per plug-in and
+        departure). Anything else (a new name, a missing number) goes through :meth:`append`."""
+        get = self._strings.codes.get
+        cols = self._cols
+        values = list(row)
+        if len(values) != len(cols):
+            raise ValueError(f"rows of {', '.join(self.columns)} must have {len(cols)} values")
+        for i in self._string_columns:
+            v = values[i]
+            code = -1 if v is None else get(v)
+            if code is None or (code > _INT16_MAX and cols[i].typecode == "h"):
+                self.append(row)
+                return
+            values[i] = code
+        done = 0
+        try:
+            for col, value in zip(cols, values, strict=True):
+                col.append(value)
+                done += 1
+        except (TypeError, ValueError, OverflowError):  # not a plain number: take the row back, convert it in full
+            for col in cols[:done]:
+                col.pop()
+            self.append(row)
+            return
+        self._rows += 1
 
     def __len__(self) -> int:
-        return self._done + len(self._pending)
-
-    def _flush(self) -> None:
-        rows = self._pending
-        if not rows:
-            return
-        width = len(self.kinds)
-        if set(map(len, rows)) != {width}:
-            raise ValueError(f"rows of {', '.join(self.columns)} must have {width} values")
-        code = self._strings.code
-        get = self._strings.codes.get
-        for i, (col, kind, values) in enumerate(zip(self._cols, self.kinds, zip(*rows, strict=True), strict=True)):
-            if kind == "s":
-                codes = list(map(get, values))
-                if None in codes:  # a new name (or a missing value): draw codes in order
-                    codes = list(map(code, values))
-                if col.typecode == "h" and len(self._strings.names) > _INT16_MAX + 1:
-                    col = self._cols[i] = array("i", col)
-                col.extend(codes)
-            elif kind == "?":
-                col.extend(map(bool, values))  # truthiness as 1/0
-            elif kind == "q":
-                col.extend(map(int, values))
-            else:
-                try:
-                    col.extend(values)
-                except TypeError:  # None (missing) or a non-float number
-                    col.extend([math.nan if v is None else float(v) for v in values])
-        self._done += len(rows)
-        self._pending = []
+        return self._rows
 
     def column(self, index: int) -> np.ndarray:
         """One column as numpy (a view of the buffer, not a copy)."""
-        self._flush()
         return _view(self._cols[index])
 
     def release(self) -> None:
         self._cols = [array(c.typecode) for c in self._cols]
-        self._pending = []
-        self._done = 0
+        self._rows = 0
 
 
 class _Series:
@@ -480,8 +505,6 @@ class Recorder:
         table's string codes never reach the output, so they can be drawn at once.
         """
         rows = self.vehicles
-        if rows._pending:
-            rows._flush()
         get = self._row_strings.codes.get
         v, s, e = get(vehicle_id), get(state), get(event)
         if v is None or s is None or e is None:
@@ -496,7 +519,7 @@ class Recorder:
         cols[2].append(soc)
         cols[3].append(s)
         cols[4].append(e)
-        rows._done += 1
+        rows._rows += 1
 
     # --- frames ----------------------------------------------------------------------
     def _us(self, seconds: np.ndarray) -> np.ndarray:

@@ -145,9 +145,21 @@ def test_missing_values_in_rows_become_nan_nat_and_na() -> None:
 
 def test_rows_of_the_wrong_width_are_refused() -> None:
     rec = Recorder(EPOCH)
-    rec.departures.append(("v1", 0))
     with pytest.raises(ValueError, match="must have 11 values"):
-        rec.frame("departures")
+        rec.departures.append(("v1", 0))
+    assert len(rec.frame("departures")) == 0
+
+
+def test_a_row_that_does_not_convert_is_refused_whole() -> None:
+    rec = Recorder(EPOCH)
+    good = ("v1", 0, 60.0, 61.0, 1.0, 0.8, 0.9, False, "late", 30.0, 0.0)
+    rec.departures.append(good)
+    with pytest.raises(ValueError):
+        rec.departures.append(("v2", 1, 60.0, 61.0, 1.0, "not a number", 0.9, True, "on_time", 30.0, 0.0))
+    rec.departures.append(good)
+    frame = rec.frame("departures")
+    assert frame["vehicle_id"].tolist() == ["v1", "v1"]  # every column still has one value per row
+    assert frame["soc"].tolist() == [0.8, 0.8]
 
 
 def test_empty_tables_keep_their_column_types() -> None:
@@ -217,3 +229,19 @@ def test_a_table_built_without_release_can_be_built_again() -> None:
     assert len(rec.frame("vehicles", release=False)) == 1
     assert len(rec.frame("vehicles")) == 1
     assert len(rec.vehicles) == 0
+
+
+def test_add_converts_only_strings_and_falls_back_to_append_for_anything_else() -> None:
+    rec = Recorder(EPOCH)
+    row = ("v1", 0, 60.0, 61.0, 1.0, 0.8, 0.9, False, "late", 30.0, 0.0)
+    rec.departures.append(row)  # draws the codes
+    rec.departures.add(("v1", 1, 120.0, 121.0, 1.0, 0.7, 0.9, True, "late", 30.0, 0.0))
+    rec.departures.add(("v2", 2, 180.0, None, None, 0.6, 0.9, False, "cancelled", 30.0, 0.0))  # new name, None
+    with pytest.raises(ValueError):
+        rec.departures.add(("v1", 3, 240.0, 241.0, 1.0, "x", 0.9, True, "late", 30.0, 0.0))
+    frame = rec.frame("departures")
+    assert frame["vehicle_id"].tolist() == ["v1", "v1", "v2"]
+    assert frame["block"].tolist() == [0, 1, 2]
+    assert frame["ready"].tolist() == [False, True, False]
+    assert frame["actual"].isna().tolist() == [False, False, True]
+    assert frame["delay_min"].isna().tolist() == [False, False, True]
