@@ -886,6 +886,12 @@ class Engine:
 
     def _apply_limits(self, rows: np.ndarray, kw: np.ndarray, now: float) -> None:
         """Give ``rows`` their new limits; update connector statuses and power spans."""
+        loop = self._ff
+        if loop is not None:  # the same steps in one compiled call, then its logs written
+            loop.apply_limits(rows, kw, now, self.tolerance)
+            self._write_logs(loop)
+            self._any_power = loop.any_power
+            return
         sl = self.slots
         moved = sl.plan(rows, kw, now, self.tolerance)
         if moved:

@@ -223,6 +223,21 @@ cdef class Loop:
         for i in range(closed):
             self._level(self.charger_levels[self.span_charger[i]], self.span_start[i], self.span_value[i])
 
+    def apply_limits(self, const int64_t[::1] rows, const double[::1] kw, double now, double tolerance):
+        """The engine's ``_apply_limits``: give ``rows`` the limits ``kw``; the status moves are
+        logged (written by the engine's ``_write_logs``), the closed spans go to the level log."""
+        cdef Py_ssize_t i, n = rows.shape[0]
+        if kw.shape[0] != n or n > self.rows_buf.shape[0]:
+            raise ValueError("rows and limits differ in length, or more rows than the table has")
+        self.n_levels = 0
+        self.n_status = 0
+        self.n_targets = 0
+        for i in range(n):
+            self.rows_buf[i] = rows[i]
+            self.kw_buf[i] = kw[i]
+        self._apply(n, now, tolerance)
+        self._find_power()
+
     def open_row(self, Py_ssize_t j, double soc, double cap, double eff, double target, double target_h,
                  int64_t rank, double dep):
         """:meth:`sim.slots.Slots.open` for row j, whose curve (``row_curve[j]``) is set first;
