@@ -18,7 +18,9 @@ The numbers of every session (SoC, limit, curve piece, next breakpoint) live in
 Python pass over every plugged-in vehicle.
 
 The next breakpoint is the environment's one timer (:class:`sim.environment.
-TimerEnvironment`). Breakpoints that need no decision — a taper step, a new curve
+TimerEnvironment`). A vehicle's duty cycle, parking before plug-in and a swap's move
+are queued calls (``call_in``) placed where a process's timeout would be, so events
+keep SimPy's order without a generator resume per step. Breakpoints that need no decision — a taper step, a new curve
 piece, a limit crossing — are run in one compiled call until the next event of another
 process (:mod:`sim.fast_forward`); the run is identical to taking each through SimPy.
 """
