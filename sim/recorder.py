@@ -86,6 +86,9 @@ class _Strings:
         return pd.Series(pd.Categorical.from_codes(remap[codes], categories=categories))
 
 
+_EXPECTED = {"s": "a string", "d": "a number", "t": "seconds", "q": "an integer", "?": "a truth value"}
+
+
 class Rows:
     """Rows appended as tuples, kept as one typed array per column.
 
@@ -126,23 +129,28 @@ class Rows:
         get = self._strings.codes.get
         out = []
         add = out.append
-        for i, (kind, v) in enumerate(zip(kinds, row, strict=True)):
-            if kind == "s":
-                if v is None:
-                    add(-1)
-                    continue
-                code = get(v)
-                if code is None:
-                    code = self._strings.code(v)
-                    if code > _INT16_MAX and cols[i].typecode == "h":
-                        cols[i] = array("i", cols[i])
-                add(code)
-            elif kind == "d" or kind == "t":
-                add(math.nan if v is None else float(v))
-            elif kind == "q":
-                add(int(v))
-            else:
-                add(1 if v else 0)
+        i = 0
+        try:
+            for i, (kind, v) in enumerate(zip(kinds, row, strict=True)):
+                if kind == "s":
+                    if v is None:
+                        add(-1)
+                        continue
+                    code = get(v)
+                    if code is None:
+                        code = self._strings.code(v)
+                        if code > _INT16_MAX and cols[i].typecode == "h":
+                            cols[i] = array("i", cols[i])
+                    add(code)
+                elif kind == "d" or kind == "t":
+                    add(math.nan if v is None else float(v))
+                elif kind == "q":
+                    add(int(v))
+                else:
+                    add(1 if v else 0)
+        except (TypeError, ValueError, OverflowError) as err:
+            expected = _EXPECTED[kinds[i]]
+            raise ValueError(f"column {self.columns[i]}: expected {expected}, got {row[i]!r}") from err
         for col, value in zip(cols, out, strict=True):
             col.append(value)
         self._rows += 1

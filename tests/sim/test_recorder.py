@@ -154,7 +154,7 @@ def test_a_row_that_does_not_convert_is_refused_whole() -> None:
     rec = Recorder(EPOCH)
     good = ("v1", 0, 60.0, 61.0, 1.0, 0.8, 0.9, False, "late", 30.0, 0.0)
     rec.departures.append(good)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="column soc: expected a number, got 'not a number'"):
         rec.departures.append(("v2", 1, 60.0, 61.0, 1.0, "not a number", 0.9, True, "on_time", 30.0, 0.0))
     rec.departures.append(good)
     frame = rec.frame("departures")
@@ -237,7 +237,7 @@ def test_add_converts_only_strings_and_falls_back_to_append_for_anything_else() 
     rec.departures.append(row)  # draws the codes
     rec.departures.add(("v1", 1, 120.0, 121.0, 1.0, 0.7, 0.9, True, "late", 30.0, 0.0))
     rec.departures.add(("v2", 2, 180.0, None, None, 0.6, 0.9, False, "cancelled", 30.0, 0.0))  # new name, None
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="column soc: expected a number, got 'x'"):
         rec.departures.add(("v1", 3, 240.0, 241.0, 1.0, "x", 0.9, True, "late", 30.0, 0.0))
     frame = rec.frame("departures")
     assert frame["vehicle_id"].tolist() == ["v1", "v1", "v2"]
