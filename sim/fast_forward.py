@@ -101,6 +101,8 @@ class Logs:
         self.kw = np.zeros(rows)
         self.seen = np.zeros(chargers, dtype=bool)
         self.row_mark = np.zeros(rows, dtype=bool)
+        self.take = np.zeros(rows)  # an allocation's wanted kW (and, where the fill works in place, its result)
+        self.key = np.zeros(rows)  # ... and its order key
 
 
 class CurveTable:

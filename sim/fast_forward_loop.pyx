@@ -12,7 +12,7 @@ from cpython cimport array
 from libc.math cimport INFINITY, NAN
 from libc.stdint cimport int64_t
 
-from backend.charging.strategies.fill_kernels cimport builtin
+from backend.charging.strategies.fill_kernels cimport builtin_view
 from sim.slot_kernels cimport (
     A, B, CAP, CEIL, CHARGING, CRIT, DEP, EFF, HI, INV_EFF, KWH, LIMIT, LO, NEXT_T, POWER, SAFE_B, SOC,
     SUSPENDED_EV, SUSPENDED_EVSE, TARGET, TARGET_H, UNIT_H, WAIT,
@@ -64,6 +64,8 @@ cdef class Loop:
     cdef const int64_t[::1] row_vehicle_code, row_charger_code, row_connector_code, status_name_code
     cdef const unsigned char[::1] row_faulted
     cdef unsigned char[::1] row_mark  # scratch: rows seen, all False between calls
+    cdef object take  # scratch of the allocation: wanted kW (an array, and its view), order key
+    cdef double[::1] take_view, key_view
     # the operator policy's choices (free_and_full)
     cdef const unsigned char[::1] available, claimed
     cdef int64_t[::1] free_rows, full_rows
@@ -91,6 +93,9 @@ cdef class Loop:
         self.status_name_code = status_name_code
         self.row_faulted = row_faulted
         self.row_mark = logs.row_mark
+        self.take = logs.take
+        self.take_view = logs.take
+        self.key_view = logs.key
         self.available = available
         self.claimed = claimed
         self.free_rows = free_rows
@@ -364,10 +369,12 @@ cdef class Loop:
             self._level(self.charger_levels[self.span_charger[i]], self.span_start[i], self.span_value[i])
         return closed
 
-    cdef object _allocate(self, double grid_kw, double now_s):
-        """The strategy's output kW per row, as its table function gives it for this table and site."""
-        return builtin(self.strategy, self.max_kw, self.energy, self.eff, self.dep, self.hours, self.current_kw,
-                       self.rank, self.member_row, self.member_group, self.caps, grid_kw, now_s, self.margin_h)
+    cdef double[::1] _allocate(self, double grid_kw, double now_s):
+        """The strategy's output kW per row, as its table function gives it for this table and site
+        (a view of the loop's scratch, valid until the next allocation)."""
+        return builtin_view(self.strategy, self.max_kw, self.energy, self.eff, self.dep, self.hours,
+                            self.current_kw, self.rank, self.member_row, self.member_group, self.caps, grid_kw, now_s,
+                            self.margin_h, self.take, self.take_view, self.key_view)
 
     def allocate(self, double now, double eps_t, double tolerance, bint with_hours, bint waits, double epoch,
                  double grid_kw):

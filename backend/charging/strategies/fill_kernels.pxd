@@ -24,3 +24,23 @@ cpdef object builtin(
     double now,
     double margin_h,
 )
+
+cdef double[::1] builtin_view(
+    int strategy,
+    const double[::1] max_kw,
+    const double[::1] energy_kwh,
+    const double[::1] efficiency,
+    const double[::1] departure_s,
+    const double[::1] hours_to_target,
+    const double[::1] current_kw,
+    const int64_t[::1] rank,
+    const int64_t[::1] member_row,
+    const int64_t[::1] member_group,
+    const double[::1] caps,
+    double grid_kw,
+    double now,
+    double margin_h,
+    object take,
+    double[::1] kw,
+    double[::1] key,
+) except *

@@ -315,15 +315,20 @@ cpdef order(const double[::1] key, const int64_t[::1] rank):
 
 cpdef wanted(const double[::1] max_kw, const double[::1] energy_kwh):
     """Output kW per row without shared limits, as a new array: ``max_kw``, or 0 for rows without energy to take."""
+    result = np.empty(max_kw.shape[0])
+    _wanted_into(max_kw, energy_kwh, result)
+    return result
+
+
+cdef int _wanted_into(const double[::1] max_kw, const double[::1] energy_kwh, double[::1] out) except -1:
+    """:func:`wanted` into ``out``."""
     cdef Py_ssize_t i, n = max_kw.shape[0]
-    if energy_kwh.shape[0] != n:
+    if energy_kwh.shape[0] != n or out.shape[0] != n:
         raise ValueError("table columns differ in length")
-    result = np.empty(n)
-    cdef double[::1] out = result
     for i in range(n):
         # A product like numpy's ``max_kw * (energy_kwh > 0)``, which keeps NaN and -0.0.
         out[i] = max_kw[i] * (1.0 if energy_kwh[i] > 0.0 else 0.0)
-    return result
+    return 0
 
 
 cpdef greedy_prefix(
@@ -844,12 +849,21 @@ cpdef laxity(
     ``fmin((departure_s - now) / 3600 - hours_to_target, inf) - (current_kw > 0) * margin_h``,
     so the keys, and with them the order of the rows, are the same to the bit.
     """
+    cdef Py_ssize_t n = departure_s.shape[0]
+    result = np.empty(n)
+    _laxity_into(departure_s, hours_to_target, current_kw, now, margin_h, result)
+    return result
+
+
+cdef int _laxity_into(
+    const double[::1] departure_s, const double[::1] hours_to_target, const double[::1] current_kw, double now,
+    double margin_h, double[::1] out,
+) except -1:
+    """:func:`laxity` into ``out``."""
     cdef Py_ssize_t i, n = departure_s.shape[0]
     cdef double value
-    if hours_to_target.shape[0] != n or current_kw.shape[0] != n:
+    if hours_to_target.shape[0] != n or current_kw.shape[0] != n or out.shape[0] != n:
         raise ValueError("table columns differ in length")
-    result = np.empty(n)
-    cdef double[::1] out = result
     for i in range(n):
         value = (departure_s[i] - now) / 3600.0 - hours_to_target[i]
         if value != value:
@@ -857,7 +871,7 @@ cpdef laxity(
         if margin_h != 0.0:
             value -= (1.0 if current_kw[i] > 0.0 else 0.0) * margin_h
         out[i] = value
-    return result
+    return 0
 
 
 # --- the built-in strategies in one call ------------------------------------------------------
@@ -865,14 +879,21 @@ cpdef laxity(
 
 cdef departure_key(const double[::1] departure_s):
     """``earliest_departure_first.departure_key``: ``np.fmin(departure_s, inf)``, as a new array."""
+    result = np.empty(departure_s.shape[0])
+    _departure_key_into(departure_s, result)
+    return result
+
+
+cdef int _departure_key_into(const double[::1] departure_s, double[::1] out) except -1:
+    """:func:`departure_key` into ``out``."""
     cdef Py_ssize_t i, n = departure_s.shape[0]
     cdef double value
-    result = np.empty(n)
-    cdef double[::1] out = result
+    if out.shape[0] != n:
+        raise ValueError("table columns differ in length")
     for i in range(n):
         value = departure_s[i]
         out[i] = INFINITY if value != value else value
-    return result
+    return 0
 
 
 cpdef object builtin(
@@ -926,3 +947,69 @@ cpdef object builtin(
     if groups_bind:
         return greedy_serve(kw, efficiency, order_key, rank, member_row, member_group, caps, grid)
     return _greedy_prefix(take, kw, efficiency, order_key, rank, grid)
+
+
+cdef double[::1] builtin_view(
+    int strategy,
+    const double[::1] max_kw,
+    const double[::1] energy_kwh,
+    const double[::1] efficiency,
+    const double[::1] departure_s,
+    const double[::1] hours_to_target,
+    const double[::1] current_kw,
+    const int64_t[::1] rank,
+    const int64_t[::1] member_row,
+    const int64_t[::1] member_group,
+    const double[::1] caps,
+    double grid_kw,
+    double now,
+    double margin_h,
+    object take,
+    double[::1] kw,
+    double[::1] key,
+) except *:
+    """:func:`builtin` with the caller's buffers: ``take`` (a float64 array) and ``kw`` (its
+    view) receive the wanted kW, ``key`` the order key; returns a view of the result,
+    which is ``kw`` itself where the fill works in place. The same steps and arithmetic
+    as :func:`builtin`, without allocating two or three arrays per call."""
+    cdef bint groups_bind
+    cdef double grid
+    _wanted_into(max_kw, energy_kwh, kw)
+    grid = grid_kw if grid_kw > 0.0 else 0.0  # _limits.grid_limit: a negative or NaN limit means none
+    groups_bind = caps.shape[0] > 0 and demand_exceeds(kw, member_row, member_group, caps)
+    if strategy == UNCONTROLLED or strategy == EQUAL_SHARE:
+        if strategy == UNCONTROLLED:
+            grid = INFINITY  # the grid limit is ignored on purpose
+        if groups_bind:
+            return water_serve(kw, efficiency, member_row, member_group, caps, grid)
+        result = _water_level(take, kw, efficiency, rank, grid)
+        if result is take:
+            return kw
+        return result
+    if strategy != EARLIEST_DEPARTURE_FIRST and strategy != LEAST_LAXITY_FIRST:
+        raise ValueError(f"unknown built-in strategy {strategy}")
+    if not groups_bind and grid_fits(kw, efficiency, grid):
+        return kw
+    if strategy == EARLIEST_DEPARTURE_FIRST:
+        _departure_key_into(departure_s, key)
+    else:
+        _laxity_into(departure_s, hours_to_target, current_kw, now, margin_h, key)
+    if groups_bind:
+        return greedy_serve(kw, efficiency, key, rank, member_row, member_group, caps, grid)
+    _greedy_prefix(take, kw, efficiency, key, rank, grid)
+    return kw
+
+
+def builtin_into(
+    int strategy, max_kw, energy_kwh, efficiency, departure_s, hours_to_target, current_kw, rank, member_row,
+    member_group, caps, double grid_kw, double now, double margin_h,
+):
+    """:func:`builtin_view` with fresh buffers, as a new array (for tests: it must equal :func:`builtin`)."""
+    n = len(max_kw)
+    take = np.empty(n)
+    key = np.empty(n)
+    cdef double[::1] result = builtin_view(
+        strategy, max_kw, energy_kwh, efficiency, departure_s, hours_to_target, current_kw, rank, member_row,
+        member_group, caps, grid_kw, now, margin_h, take, take, key,
+    )
+    return np.array(result, copy=True)
