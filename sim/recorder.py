@@ -310,13 +310,6 @@ class Recorder:
         if len(self._level_log) >= 3 * _LEVEL_BATCH:
             self._settle()
 
-    def log_levels(self, changes: np.ndarray) -> None:
-        """Many :meth:`level_at` calls at once: rows of (series id, t, value), in call order."""
-        if len(changes):
-            self._level_log.frombytes(np.ascontiguousarray(changes, dtype=np.float64).tobytes())
-            if len(self._level_log) >= 3 * _LEVEL_BATCH:
-                self._settle()
-
     def _settle(self) -> None:
         """Merge the logged level changes into the series' closed segments."""
         log = self._level_log
