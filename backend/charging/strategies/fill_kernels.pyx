@@ -877,15 +877,8 @@ cdef int _laxity_into(
 # --- the built-in strategies in one call ------------------------------------------------------
 
 
-cdef departure_key(const double[::1] departure_s):
-    """``earliest_departure_first.departure_key``: ``np.fmin(departure_s, inf)``, as a new array."""
-    result = np.empty(departure_s.shape[0])
-    _departure_key_into(departure_s, result)
-    return result
-
-
 cdef int _departure_key_into(const double[::1] departure_s, double[::1] out) except -1:
-    """:func:`departure_key` into ``out``."""
+    """``earliest_departure_first.departure_key`` (``np.fmin(departure_s, inf)``) into ``out``."""
     cdef Py_ssize_t i, n = departure_s.shape[0]
     cdef double value
     if out.shape[0] != n:
@@ -920,33 +913,16 @@ cpdef object builtin(
     grid kW (``SiteSnapshot.grid_kw``) and preemption margin. The same steps as
     ``uncontrolled``, ``equal_share``, ``earliest_departure_first`` and
     ``least_laxity_first`` with ``_limits.greedy_fill``/``water_fill`` take, in one
-    call: compiled callers (the simulator's fast-forward loop) pass the columns without
-    a Python call per step. The tests hold the results equal to the functions'.
+    call, as a new array (or ``wanted``'s, where the fill works in place). Compiled
+    callers (the simulator's fast-forward loop) call :func:`builtin_view` with their own
+    buffers. The tests hold the results equal to the functions'.
     """
-    cdef bint groups_bind
-    cdef double grid
-    cdef double[::1] kw, order_key
-    take = wanted(max_kw, energy_kwh)
-    kw = take  # one view of it for every step
-    grid = grid_kw if grid_kw > 0.0 else 0.0  # _limits.grid_limit: a negative or NaN limit means none
-    groups_bind = caps.shape[0] > 0 and demand_exceeds(kw, member_row, member_group, caps)
-    if strategy == UNCONTROLLED or strategy == EQUAL_SHARE:
-        if strategy == UNCONTROLLED:
-            grid = INFINITY  # the grid limit is ignored on purpose
-        if groups_bind:
-            return water_serve(kw, efficiency, member_row, member_group, caps, grid)
-        return _water_level(take, kw, efficiency, rank, grid)
-    if strategy != EARLIEST_DEPARTURE_FIRST and strategy != LEAST_LAXITY_FIRST:
-        raise ValueError(f"unknown built-in strategy {strategy}")
-    if not groups_bind and grid_fits(kw, efficiency, grid):
-        return take
-    if strategy == EARLIEST_DEPARTURE_FIRST:
-        order_key = departure_key(departure_s)
-    else:
-        order_key = laxity(departure_s, hours_to_target, current_kw, now, margin_h)
-    if groups_bind:
-        return greedy_serve(kw, efficiency, order_key, rank, member_row, member_group, caps, grid)
-    return _greedy_prefix(take, kw, efficiency, order_key, rank, grid)
+    cdef Py_ssize_t n = max_kw.shape[0]
+    take = np.empty(n)
+    return np.asarray(builtin_view(
+        strategy, max_kw, energy_kwh, efficiency, departure_s, hours_to_target, current_kw, rank, member_row,
+        member_group, caps, grid_kw, now, margin_h, take, take, np.empty(n),
+    ))
 
 
 cdef double[::1] builtin_view(
@@ -970,8 +946,8 @@ cdef double[::1] builtin_view(
 ) except *:
     """:func:`builtin` with the caller's buffers: ``take`` (a float64 array) and ``kw`` (its
     view) receive the wanted kW, ``key`` the order key; returns a view of the result,
-    which is ``kw`` itself where the fill works in place. The same steps and arithmetic
-    as :func:`builtin`, without allocating two or three arrays per call."""
+    which is ``kw`` itself where the fill works in place, so a caller that keeps its
+    buffers allocates nothing per call."""
     cdef bint groups_bind
     cdef double grid
     _wanted_into(max_kw, energy_kwh, kw)
@@ -999,17 +975,3 @@ cdef double[::1] builtin_view(
     _greedy_prefix(take, kw, efficiency, key, rank, grid)
     return kw
 
-
-def builtin_into(
-    int strategy, max_kw, energy_kwh, efficiency, departure_s, hours_to_target, current_kw, rank, member_row,
-    member_group, caps, double grid_kw, double now, double margin_h,
-):
-    """:func:`builtin_view` with fresh buffers, as a new array (for tests: it must equal :func:`builtin`)."""
-    n = len(max_kw)
-    take = np.empty(n)
-    key = np.empty(n)
-    cdef double[::1] result = builtin_view(
-        strategy, max_kw, energy_kwh, efficiency, departure_s, hours_to_target, current_kw, rank, member_row,
-        member_group, caps, grid_kw, now, margin_h, take, take, key,
-    )
-    return np.array(result, copy=True)

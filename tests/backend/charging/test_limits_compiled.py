@@ -661,12 +661,6 @@ def test_the_compiled_builtin_gives_each_strategy_function_s_result_to_the_bit(c
         group_caps(site.groups), site.grid_kw, NOW, margin_h,
     )  # fmt: skip
     assert_bit_identical(got, get_table_strategy(name)(site, table, NOW))
-    into = fill_kernels.builtin_into(
-        builtin_code(name), table.max_kw, table.energy_kwh, table.efficiency, table.departure_s,
-        table.hours_to_target, table.current_kw, table.rank, table.member_row, table.member_group,
-        group_caps(site.groups), site.grid_kw, NOW, margin_h,
-    )  # fmt: skip
-    assert_bit_identical(into, got)  # the same with the caller's buffers (the simulator's loop)
 
 
 def test_the_compiled_builtin_refuses_an_unknown_strategy():
