@@ -39,7 +39,7 @@ import simpy
 from backend.charging.allocation import CapacityGroup, SessionNeed, SiteSnapshot, get_strategy
 from backend.charging.table import SessionTable, get_table_strategy, group_caps
 from models.battery import ChargeCurve
-from models.charger import TRANSITIONS, Charger, Connector, ConnectorStatus, build_chargers, check_transition
+from models.charger import Charger, Connector, ConnectorStatus, build_chargers, check_transition
 from models.fleet import Trip, VehicleSpec, build_fleet
 from models.site import SiteChange, StationaryBattery, site_timeline
 from models.tariff import TouPrices
@@ -1064,34 +1064,10 @@ class Engine:
             conn.status = _CODE_STATUS[codes.item(j)]
 
     def _show_plans(self, times: list[float], rows: list[int], codes: list[int]) -> None:
-        """:meth:`_show_plan` for each (t, row, code) the compiled code logged, in order.
-
-        These moves are only between Charging and the two suspended statuses, and the
-        rows' codes are already set; so, unless the charger is faulted, each is a
-        checked transition and an event row.
-        """
-        conns = self.connectors
-        out: list[tuple[float, str | None, str, str, str]] = []  # event rows, written in one call
-        add = out.append
+        """:meth:`_show_plan` for each (t, row, code) the compiled code logged, in order: the
+        row-by-row path for a batch the loop could not write itself (see ``_write_logs``)."""
         for t, j, code in zip(times, rows, codes, strict=True):
-            conn = conns[j]
-            status = _CODE_STATUS[code]
-            old = conn.status
-            if old is status:
-                continue
-            if conn.charger.faulted:
-                self.recorder.connector_statuses(out)  # the rows before it first
-                out.clear()
-                self._show_plan(j, code, t)
-                continue
-            if status not in TRANSITIONS[old]:
-                check_transition(old, status)  # raises
-            if old is S.AVAILABLE:
-                self._available[j] = False
-            conn.status = status
-            add((t, conn.vehicle, conn.charger.charger_id, conn.connector_id, _STATUS_VALUE[status]))
-        if out:
-            self.recorder.connector_statuses(out)
+            self._show_plan(j, code, t)
 
     def _on_timer(self) -> None:
         if self._may_fast_forward_now(self.env.now):

@@ -467,34 +467,6 @@ class Recorder:
         code = self._strings.codes.get(name)
         return -2 if code is None else code
 
-    def connector_statuses(self, rows: list[tuple[float, str | None, str, str, str]]) -> None:
-        """:meth:`connector_status` for each ``(t, vehicle, charger, connector, status)``, in order."""
-        get = self._strings.codes.get
-        k = get("connector_status")
-        # the arrays' appends, bound once; a new name may widen (replace) the arrays: bound again
-        appends = None
-        for t, vehicle, charger, connector, status in rows:
-            c, o, d = get(charger), get(connector), get(status)
-            v = -1 if vehicle is None else get(vehicle)
-            if k is None or v is None or c is None or o is None or d is None:
-                self.event(t, "connector_status", vehicle, charger, connector, detail=status)
-                k = get("connector_status")
-                appends = None
-                continue
-            if appends is None:
-                appends = (
-                    self.e_time.append, self.e_kind.append, self.e_vehicle.append, self.e_charger.append,
-                    self.e_connector.append, self.e_value.append, self.e_detail.append,
-                )  # fmt: skip
-                a_time, a_kind, a_vehicle, a_charger, a_connector, a_value, a_detail = appends
-            a_time(t)
-            a_kind(k)
-            a_vehicle(v)
-            a_charger(c)
-            a_connector(o)
-            a_value(math.nan)
-            a_detail(d)
-
     def _widen_events(self) -> None:
         for attr in _EVENT_CODES:
             setattr(self, attr, array("i", getattr(self, attr)))
