@@ -262,6 +262,9 @@ class Engine:
         self._due_kind = np.zeros(len(self.connectors), dtype=np.int8)
         self._batt_kw = 0.0
         self._fixed_levels: tuple[float, float, float] | None = None
+        # the site's fixed levels moved since a segment last recorded them (fixed != _fixed_levels)
+        self._site_moved = True
+        self._has_pv = cfg.site.pv is not None
         self.allocations = 0
         self.sim_events = 0
         self.fast_forwarded = 0  # breakpoints handled by sim.fast_forward
@@ -319,6 +322,7 @@ class Engine:
                 yield self.env.timeout(change.t - self.env.now)
             self._flush()
             self.site.base_kw, self.site.pv_kw, self.site.price = change.base_kw, change.pv_kw, change.price
+            self._site_moved = (change.base_kw, change.price, self.site.limit_kw) != self._fixed_levels
             self.sim_events += 1
             self._request(alloc=True)
 
@@ -475,6 +479,7 @@ class Engine:
         elif isinstance(action, SiteLimit):
             self._flush()
             self.site.limit_kw = action.grid_kw if action.grid_kw else math.inf
+            self._site_moved = (self.site.base_kw, self.site.price, self.site.limit_kw) != self._fixed_levels
             value = action.grid_kw if action.grid_kw else math.nan
             self.recorder.event(now, "site_limit", value=value)
             self._request(alloc=True)
@@ -773,6 +778,13 @@ class Engine:
         start = self._seg_t
         if now <= start:
             return
+        loop = self._ff
+        if loop is not None and not self._site_moved:  # the same steps in one compiled call
+            site = self.site
+            loop.segment(start, now, site.base_kw, site.pv_kw, self._has_pv, self._any_power)
+            self.recorder.levels_logged()
+            self._seg_t = now
+            return
         hours = (now - start) / 3600.0
         delivered = drawn = 0.0
         if self._any_power:
@@ -807,6 +819,7 @@ class Engine:
             rec.level("base", start, site.base_kw)
             rec.level("price", start, site.price)
             rec.level("limit", start, site.limit_kw if math.isfinite(site.limit_kw) else math.nan)
+        self._site_moved = False
         if self.cfg.site.pv is not None:
             rec.levels_at((pv_id, start, pv_used, curtailed_id, start, site.pv_kw - pv_used))
         if self.battery is not None:
@@ -978,7 +991,7 @@ class Engine:
             self._ff is not None
             and not (self._update_pending or self._dirty_alloc or self._dirty_decide or self._waits)
             and timer_at < self.env.next_foreign()
-            and self._fixed_levels == (self.site.base_kw, self.site.price, self.site.limit_kw)
+            and not self._site_moved
         )
 
     def _fast_forward(self, since: float, timer_at: float) -> None:

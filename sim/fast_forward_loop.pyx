@@ -228,6 +228,30 @@ cdef class Loop:
         for i in range(closed):
             self._level(self.charger_levels[self.span_charger[i]], self.span_start[i], self.span_value[i])
 
+    def segment(self, double start, double end, double base_kw, double pv_kw, bint has_pv, bint any_power):
+        """The engine's ``_flush`` of [start, end] for these runs (no battery), once the site's
+        fixed levels (base load, price, limit) of the current values are recorded: integrate
+        every row when power flows and log the site levels as ``_record_segment`` does."""
+        cdef double h = (end - start) / 3600.0
+        cdef double delivered = 0.0, drawn = 0.0, chargers_kw, load, demand, pv_used, grid
+        if not h > 0.0:
+            raise ValueError(f"segment [{start}, {end}] is empty")
+        self.n_levels = 0
+        if any_power:
+            delivered, drawn = integrate(self.f, self.mode, self.sloped, h)
+        chargers_kw = drawn / h
+        load = base_kw + chargers_kw
+        demand = load + 0.0  # no battery here
+        pv_used = demand if demand < pv_kw else pv_kw  # min(pv_kw, demand)
+        grid = demand - pv_used - 0.0
+        self._level(self.site_levels[L_GRID], start, 0.0 if grid < 0.0 else grid)
+        self._level(self.site_levels[L_LOAD], start, load)
+        self._level(self.site_levels[L_CHARGERS], start, chargers_kw)
+        self._level(self.site_levels[L_DELIVERED], start, delivered / h)
+        if has_pv:
+            self._level(self.site_levels[L_PV], start, pv_used)
+            self._level(self.site_levels[L_PV_CURTAILED], start, pv_kw - pv_used)
+
     def apply_limits(self, const int64_t[::1] rows, const double[::1] kw, double now, double tolerance):
         """The engine's ``_apply_limits``: give ``rows`` the limits ``kw``; the status moves are
         logged (written by the engine's ``_write_logs``), the closed spans go to the level log."""
