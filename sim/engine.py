@@ -331,7 +331,7 @@ class Engine:
     # moment the process would have yielded its timeout, so the order of events is the
     # same, without a generator resume per step. Waiting for a SoC to depart keeps
     # SimPy's condition event (ready | timeout).
-    def _start_vehicle(self, v: VehicleState, _call: object = None) -> None:
+    def _start_vehicle(self, v: VehicleState) -> None:
         """The vehicle starts parked in the depot and queues for a connector; then its first trip."""
         self.recorder.vehicle(0.0, v.spec.vehicle_id, v.soc, v.state, "start")
         self._plug_in_after(v, self.ops.plug_in_delay_minutes * 60.0)
@@ -354,7 +354,7 @@ class Engine:
         trips = v.spec.trips
         return trips[i + 1].pull_out if i + 1 < len(trips) else None
 
-    def _pull_out(self, v: VehicleState, i: int, _call: object = None) -> None:
+    def _pull_out(self, v: VehicleState, i: int) -> None:
         """Trip ``i`` is due: leave, wait for enough SoC (up to the delay allowed) or cancel."""
         ops = self.ops
         now = self.env.now
@@ -409,7 +409,7 @@ class Engine:
         self.recorder.vehicle(now, v.spec.vehicle_id, soc, "driving", "pull_out")
         env.call_in(max(trip.pull_in + late - now, 0.0), partial(self._pull_in, v, i))
 
-    def _pull_in(self, v: VehicleState, i: int, _call: object = None) -> None:
+    def _pull_in(self, v: VehicleState, i: int) -> None:
         """Back from trip ``i`` (later still if a scripted delay came meanwhile): park, then the next trip."""
         if v.late_s > 0:
             extra, v.late_s = v.late_s, 0.0
@@ -449,7 +449,7 @@ class Engine:
         """
         self.env.call_in(delay, partial(self._plug_in_due, v), urgent=delay <= 0)
 
-    def _plug_in_due(self, v: VehicleState, _call: object = None) -> None:
+    def _plug_in_due(self, v: VehicleState) -> None:
         if v.state == "depot" and v.session is None and v.connector is None and v not in self.queue:
             self._enqueue(v)
 
@@ -760,7 +760,7 @@ class Engine:
         else:
             raise PolicyError(f"unknown action {action!r}")
 
-    def _finish_swap(self, v: VehicleState, conn: Connector, _call: object = None) -> None:
+    def _finish_swap(self, v: VehicleState, conn: Connector) -> None:
         """The moved vehicle arrives at the connector handed to it (unless it was taken meanwhile)."""
         if v.connector is conn and conn.vehicle == v.spec.vehicle_id and not conn.charger.faulted:
             self._plug(v, conn)

@@ -19,26 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from heapq import heappop, heappush
-from typing import Any
+from operator import attrgetter
 
 import simpy
 from simpy.core import NORMAL, URGENT, Infinity
-
-
-class Call:
-    """A function call in the event queue: what a timeout with one callback does.
-
-    SimPy's step pops it, calls ``fn(call)`` and checks ``_ok``, as for any event.
-    It has no value, cannot fail and nothing waits on it, so it skips the event
-    machinery: a process whose only job is to wait and then call something costs
-    three queue entries (start, timeout, end) and a generator, a Call one entry.
-    """
-
-    __slots__ = ("callbacks",)
-    _ok = True
-
-    def __init__(self, fn: Callable[[Any], None]) -> None:
-        self.callbacks = [fn]
 
 
 class TimerEnvironment(simpy.Environment):
@@ -48,10 +32,19 @@ class TimerEnvironment(simpy.Environment):
         super().__init__(initial_time)
         self._timer: tuple[float, int, Callable[[], None]] | None = None
 
-    def call_in(self, delay: float, fn: Callable[[Any], None], urgent: bool = False) -> None:
-        """Call ``fn(call)`` after ``delay`` seconds, in the order a timeout created now would
-        fire (``urgent``: ahead of normal events at that time, as a process start is)."""
-        heappush(self._queue, (self._now + delay, URGENT if urgent else NORMAL, next(self._eid), Call(fn)))
+    now = property(attrgetter("_now"), doc="The current simulation time (as SimPy's, read in C).")
+
+    def call_in(self, delay: float, fn: Callable[[], None], urgent: bool = False) -> None:
+        """Call ``fn()`` after ``delay`` seconds, in the order a timeout created now would
+        fire (``urgent``: ahead of normal events at that time, as a process start is).
+
+        What a timeout with one callback does, without the event: a process whose only
+        job is to wait and then call something costs three queue entries (start,
+        timeout, end) and a generator, a call one entry. It has no value, cannot fail
+        and nothing waits on it, so its queue entry holds no event (None in SimPy's
+        event place) and the function after it; :meth:`step` calls it.
+        """
+        heappush(self._queue, (self._now + delay, URGENT if urgent else NORMAL, next(self._eid), None, fn))
 
     def set_timer(self, delay: float, callback: Callable[[], None]) -> None:
         """Call ``callback`` after ``delay`` seconds, replacing any timer not yet fired."""
@@ -101,14 +94,12 @@ class TimerEnvironment(simpy.Environment):
                 self._now = timer[0]
                 timer[2]()
                 return
-        if not queue or type(queue[0][3]) is not Call:
+        if not queue or queue[0][3] is not None:
             super().step()  # a SimPy event: its callbacks, failures and StopSimulation as SimPy handles them
             return
-        # a Call: what SimPy's step does with it (it cannot fail), without the second method call
-        self._now, _, _, call = heappop(queue)
-        callbacks, call.callbacks = call.callbacks, None
-        for callback in callbacks:
-            callback(call)
+        entry = heappop(queue)  # a call (see call_in)
+        self._now = entry[0]
+        entry[4]()
 
 
-__all__ = ["Call", "Infinity", "TimerEnvironment"]
+__all__ = ["Infinity", "TimerEnvironment"]

@@ -171,14 +171,13 @@ class Rows:
                 self.append(row)
                 return
             values[i] = code
-        done = 0
         try:
             for col, value in zip(cols, values, strict=True):
                 col.append(value)
-                done += 1
         except (TypeError, ValueError, OverflowError):  # not a plain number: take the row back, convert it in full
-            for col in cols[:done]:
-                col.pop()
+            for col in cols:
+                if len(col) > self._rows:
+                    col.pop()
             self.append(row)
             return
         self._rows += 1

@@ -95,7 +95,7 @@ def _call_trace(use_call: bool, plan: list[tuple[float, float, bool]]) -> list[t
         seen.append((f"p{i}", env.now))
         name = f"c{i}"
         if use_call:
-            env.call_in(delay if not urgent else 0.0, lambda _c: seen.append((name, env.now)), urgent=urgent)
+            env.call_in(delay if not urgent else 0.0, lambda: seen.append((name, env.now)), urgent=urgent)
         elif urgent:
             env.process(waiter(name, 0.0))
         else:
