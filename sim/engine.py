@@ -833,16 +833,8 @@ class Engine:
         site = self.site
         sl = self.slots
         loop = self._ff
-        if loop is not None:  # the same steps in one compiled call (see Loop.allocate)
-            done, throttled = loop.allocate(
-                now, _EPS_T, self.tolerance, self._needs_hours, self._waits > 0, self.epoch_s, self._ff_grid_kw()
-            )  # fmt: skip
-            if done:
-                self._throttled = throttled
-                self._write_logs(loop)
-                self._any_power = loop.any_power
-                self._schedule_timer(now)
-                return
+        if loop is not None and self._allocate_run(loop, now):
+            return
         n_active, n_full = sl.allocation_inputs(self._needs_hours)
         if n_full:
             self._stop_full(sl.full_rows(n_full), now)
@@ -871,6 +863,22 @@ class Engine:
             net = site.base_kw + chargers_in - site.pv_kw
             self.battery.dispatch(net, site.limit_kw, site.price, self.cheapest, self.dearest, self._needs_prices)
         self._schedule_timer(now)
+
+    def _allocate_run(self, loop: FF.Loop, now: float) -> bool:
+        """The allocation, then :meth:`_schedule_timer` and the fast-forward it may start, in
+        one compiled call (see ``Loop.allocate_run``). False, with nothing done, when some
+        session reached its target by rounding: the Python path stops it first."""
+        site = self.site
+        # what _may_fast_forward_now asks, but for the timer's time (the loop checks that)
+        may = not (self._update_pending or self._dirty_alloc or self._dirty_decide or self._waits or self._site_moved)
+        if not loop.allocate_run(
+            now, _EPS_T, self.tolerance, self._needs_hours, self._waits > 0, self.epoch_s, self._ff_grid_kw(),
+            self._timer_t, self.env.timer_time, self.env.next_foreign() if may else -math.inf, self.horizon,
+            site.base_kw, site.pv_kw, self._has_pv, not (self.ops.plug_swap and self.queue),
+        ):  # fmt: skip
+            return False
+        self._take_run(loop, loop.timer_t != self._timer_t)
+        return True
 
     def _allocate_listed(
         self, snapshot: SiteSnapshot, table: SessionTable, active: np.ndarray, now_s: float
@@ -1003,27 +1011,32 @@ class Engine:
         """
         site = self.site
         loop = self._ff
-        has_pv = self.cfg.site.pv is not None
         loop.run(
             since, self._timer_t, timer_at, self._throttled, self.env.next_foreign(), self.horizon, _EPS_T,
-            self.tolerance, self._needs_hours, site.base_kw, site.pv_kw, has_pv, self.epoch_s, self._ff_grid_kw(),
-            not (self.ops.plug_swap and self.queue),
+            self.tolerance, self._needs_hours, site.base_kw, site.pv_kw, self._has_pv, self.epoch_s,
+            self._ff_grid_kw(), not (self.ops.plug_swap and self.queue),
         )  # fmt: skip
-        steps = loop.steps
-        if not steps:
-            return
-        self.sim_events += steps
-        self.fast_forwarded += steps
-        self.allocations += loop.allocations
+        if loop.steps:
+            self._take_run(loop, True)
+
+    def _take_run(self, loop: FF.Loop, timer_moved: bool) -> None:
+        """Take over where a compiled call left the run: write its logs, count its steps, and
+        set the timer where it stopped (if it moved or the loop ran breakpoints)."""
         self._write_logs(loop)
-        self._seg_t = loop.now
         self._throttled = loop.throttled
         self._any_power = loop.any_power
-        self._timer_t = loop.timer_t
-        if math.isfinite(loop.timer_t):
-            self.env.set_timer_at(loop.timer_at, self._on_timer)
-        else:
-            self.env.clear_timer()
+        steps = loop.steps
+        if steps:
+            self.sim_events += steps
+            self.fast_forwarded += steps
+            self.allocations += loop.allocations
+            self._seg_t = loop.now
+        if timer_moved or steps:
+            self._timer_t = loop.timer_t
+            if math.isfinite(loop.timer_t):
+                self.env.set_timer_at(loop.timer_at, self._on_timer)
+            else:
+                self.env.clear_timer()
 
     def _ff_grid_kw(self) -> float:
         """The site's grid kW as ``_reallocate`` passes it when :mod:`sim.fast_forward` may run (no battery)."""

@@ -16,8 +16,8 @@ from backend.charging.strategies.fill_kernels cimport builtin_view
 from sim.slot_kernels cimport (
     A, B, CAP, CEIL, CHARGING, CRIT, DEP, EFF, HI, INV_EFF, KWH, LIMIT, LO, NEXT_T, POWER, SAFE_B, SOC,
     SUSPENDED_EV, SUSPENDED_EVSE, TARGET, TARGET_H, UNIT_H, WAIT,
-    allocation_inputs, changed_rows, close_spans, due_breakpoints, free_and_full, integrate, plan, snapped_soc,
-    soc_after,
+    allocation_inputs, changed_rows, close_spans, due_breakpoints, earliest, free_and_full, integrate, plan,
+    snapped_soc, soc_after,
 )
 
 cdef double _EPS_SOC = 1e-9
@@ -400,8 +400,8 @@ cdef class Loop:
                             self.current_kw, self.rank, self.member_row, self.member_group, self.caps, grid_kw, now_s,
                             self.margin_h, self.take, self.take_view, self.key_view)
 
-    def allocate(self, double now, double eps_t, double tolerance, bint with_hours, bint waits, double epoch,
-                 double grid_kw):
+    cdef tuple _alloc(self, double now, double eps_t, double tolerance, bint with_hours, bint waits, double epoch,
+                      double grid_kw):
         """The engine's full allocation at ``now``, as ``_reallocate`` runs it for these runs.
 
         Fills the allocator's inputs, runs the strategy for a site of ``grid_kw``,
@@ -414,9 +414,6 @@ cdef class Loop:
         cdef Py_ssize_t n_active, n_full, n, i
         cdef bint throttled
         cdef const double[::1] kw
-        self.n_levels = 0
-        self.n_status = 0
-        self.n_targets = 0
         n_active, n_full = allocation_inputs(self.f, self.mode, self.sloped, self.occupied, with_hours, self.active,
                                              self.max_kw, self.energy, self.hours, self.rows_buf)
         if n_full:
@@ -450,6 +447,53 @@ cdef class Loop:
         queues), a session reaching its target is handled here too: it is logged for
         the engine's vehicle table and its limit goes to 0, as ``_on_timer`` does.
         """
+        self.steps = 0
+        self.allocations = 0
+        self.n_levels = 0
+        self.n_status = 0
+        self.n_targets = 0
+        self._run(now, timer_t, timer_at, throttled, until, horizon, eps_t, tolerance, with_hours, base_kw, pv_kw,
+                  has_pv, epoch, grid_kw, targets)
+
+    def allocate_run(self, double now, double eps_t, double tolerance, bint with_hours, bint waits, double epoch,
+                     double grid_kw, double timer_t, double timer_at, double until, double horizon, double base_kw,
+                     double pv_kw, bint has_pv, bint targets):
+        """:meth:`_alloc`, then the timer set as the engine's ``_schedule_timer`` sets it, then
+        :meth:`run` from there when the timer comes before ``until`` (pass -inf when the
+        engine may not fast-forward now): the engine's allocation and what follows it, in
+        one call, with one set of logs. Returns False, with nothing changed, where
+        :meth:`_alloc` returns done False; else the results are in the public
+        attributes (``timer_t`` and ``timer_at`` unchanged when the timer stays).
+        """
+        cdef bint done, throttled
+        cdef double nxt = INFINITY
+        cdef Py_ssize_t j
+        self.steps = 0
+        self.allocations = 0
+        self.n_levels = 0
+        self.n_status = 0
+        self.n_targets = 0
+        done, throttled = self._alloc(now, eps_t, tolerance, with_hours, waits, epoch, grid_kw)
+        if not done:
+            return False
+        for j in range(self.f.shape[1]):
+            if self.occupied[j]:
+                nxt = earliest(self.f)
+                break
+        if nxt > horizon:
+            nxt = INFINITY
+        if nxt != timer_t:
+            timer_t = nxt
+            if nxt < INFINITY:
+                timer_at = now + (nxt - now if nxt - now > 0.0 else 0.0)
+        self._run(now, timer_t, timer_at, throttled, until, horizon, eps_t, tolerance, with_hours, base_kw, pv_kw,
+                  has_pv, epoch, grid_kw, targets)
+        return True
+
+    cdef int _run(self, double now, double timer_t, double timer_at, bint throttled, double until, double horizon,
+                  double eps_t, double tolerance, bint with_hours, double base_kw, double pv_kw, bint has_pv,
+                  double epoch, double grid_kw, bint targets) except -1:
+        """:meth:`run` without resetting the logs and counters."""
         cdef Py_ssize_t n_rows = self.f.shape[1], n_chargers = self.span_kw.shape[0]
         cdef Py_ssize_t j, i, n, n_due, n_active, p
         cdef double t, h, due, new, target, delivered, drawn
@@ -457,11 +501,6 @@ cdef class Loop:
         cdef signed char m
         cdef bint python, full, any_session
         cdef const double[::1] kw
-        self.steps = 0
-        self.allocations = 0
-        self.n_levels = 0
-        self.n_status = 0
-        self.n_targets = 0
         while timer_t < INFINITY and timer_at < until:
             if (self.n_levels + 6 + 3 * n_chargers > self.level_room
                     or self.n_status + 3 * n_rows > self.status_t.shape[0]
@@ -576,3 +615,4 @@ cdef class Loop:
         self.timer_t = timer_t
         self.timer_at = timer_at
         self.throttled = throttled
+        return 0
