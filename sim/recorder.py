@@ -32,7 +32,7 @@ _DTYPES = {"d": np.float64, "q": np.int64, "b": np.int8, "h": np.int16, "i": np.
 _Seg = tuple[np.ndarray, np.ndarray, np.ndarray]  # (start ns, end ns, value), sorted
 # level changes logged before they are merged into segments: small batches keep the
 # merge's temporary arrays from fragmenting the heap (1 << 16 cost ~12 MB of RSS on a year)
-_LEVEL_BATCH = 1 << 12
+_LEVEL_BATCH = 1 << 15
 
 
 _EVENT_CODES = ("e_kind", "e_vehicle", "e_charger", "e_connector", "e_detail")
@@ -329,20 +329,21 @@ class Recorder:
         if not closed:
             return
         out_id = out_id[:closed]
-        by_series = np.argsort(out_id, kind="stable")  # each series' segments together, in time order
+        n_series = len(self._level_names)
+        # each series' segments together, in time order (a stable sort; radix on 16-bit ids)
+        by_series = np.argsort(out_id.astype(np.int16 if n_series <= _INT16_MAX else np.int64), kind="stable")
         starts = out_start[:closed][by_series]
         values = out_value[:closed][by_series]
-        seen, first, counts = np.unique(out_id, return_index=True, return_counts=True)
+        counts = np.bincount(out_id, minlength=n_series)
         ends = np.cumsum(counts)
-        chunk = {
-            sid: (end - count, end)
-            for sid, end, count in zip(seen.tolist(), ends.tolist(), counts.tolist(), strict=True)
-        }
+        seen = np.flatnonzero(counts)
+        first = by_series[(ends - counts)[seen]]  # each series' first closed segment in the batch
         for sid in seen[np.argsort(first)].tolist():  # in order of first closed segment, as codes go
             seg = self._level_seg[sid]
             if seg is None:
                 seg = self._level_seg[sid] = self._segments_of(self._level_names[sid])
-            lo, hi = chunk[sid]
+            hi = ends.item(sid)
+            lo = hi - counts.item(sid)
             seg.start.frombytes(starts[lo:hi].tobytes())
             seg.value.frombytes(values[lo:hi].tobytes())
 
