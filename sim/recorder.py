@@ -32,7 +32,7 @@ _DTYPES = {"d": np.float64, "q": np.int64, "b": np.int8, "h": np.int16, "i": np.
 _Seg = tuple[np.ndarray, np.ndarray, np.ndarray]  # (start ns, end ns, value), sorted
 # level changes logged before they are merged into segments: small batches keep the
 # merge's temporary arrays from fragmenting the heap (1 << 16 cost ~12 MB of RSS on a year)
-_LEVEL_BATCH = 1 << 15
+_LEVEL_BATCH = 1 << 14
 
 
 _EVENT_CODES = ("e_kind", "e_vehicle", "e_charger", "e_connector", "e_detail")
