@@ -1,7 +1,7 @@
 """Builds the compiled kernels with Cython; everything else is declared in pyproject.toml.
 
 The simulator's per-event arithmetic (sim/slot_kernels.pyx, sim/fast_forward_loop.pyx,
-sim/level_merge.pyx) and the allocation kernels (backend/charging/strategies/
+sim/level_merge.pyx, sim/row_kernels.pyx) and the allocation kernels (backend/charging/strategies/
 fill_kernels.pyx) run as C loops: as numpy expressions their per-call overhead set the
 cost of a run. They are compiled ahead of time when the package is installed, so a run
 starts without a JIT. Each .pyx turns off floating-point contraction, so results do
@@ -15,6 +15,7 @@ MODULES = (
     "sim.slot_kernels",
     "sim.fast_forward_loop",
     "sim.level_merge",
+    "sim.row_kernels",
     "backend.charging.strategies.fill_kernels",
 )
 

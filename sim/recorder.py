@@ -25,6 +25,7 @@ import pandas as pd
 
 from sim.level_merge import merge_levels
 from sim.result import TABLES
+from sim.row_kernels import add_row, event_row, vehicle_row
 
 _NAT = np.iinfo(np.int64).min
 _INT16_MAX = 32767
@@ -109,6 +110,7 @@ class Rows:
             raise ValueError("one kind letter per column")
         self.columns = tuple(columns)
         self.kinds = kinds
+        self._kind_bytes = kinds.encode("ascii")
         self._strings = strings
         typecodes = {"d": "d", "t": "d", "q": "q", "?": "b", "s": "h"}
         self._cols: list[array] = [array(typecodes[k]) for k in kinds]
@@ -156,31 +158,14 @@ class Rows:
         self._rows += 1
 
     def add(self, row: tuple) -> None:
-        """:meth:`append` for a row whose numbers are already ``float``/``int``/``bool``:
-        only its strings are converted (the engine's hot tables, a row per plug-in and
-        departure). Anything else (a new name, a missing number) goes through :meth:`append`."""
-        get = self._strings.codes.get
-        cols = self._cols
-        values = list(row)
-        if len(values) != len(cols):
-            raise ValueError(f"rows of {', '.join(self.columns)} must have {len(cols)} values")
-        for i in self._string_columns:
-            v = values[i]
-            code = -1 if v is None else get(v)
-            if code is None or (code > _INT16_MAX and cols[i].typecode == "h"):
-                self.append(row)
-                return
-            values[i] = code
-        try:
-            for col, value in zip(cols, values, strict=True):
-                col.append(value)
-        except (TypeError, ValueError, OverflowError):  # not a plain number: take the row back, convert it in full
-            for col in cols:
-                if len(col) > self._rows:
-                    col.pop()
+        """:meth:`append` for the engine's hot tables (a row per plug-in and departure): stored
+        in C (:func:`sim.row_kernels.add_row`) when every number is already a ``float``
+        (``int`` for integer columns) and every name has a code; anything else goes
+        through :meth:`append`."""
+        if add_row(self._cols, self._kind_bytes, self._strings.codes, row):
+            self._rows += 1
+        else:
             self.append(row)
-            return
-        self._rows += 1
 
     def __len__(self) -> int:
         return self._rows
@@ -242,6 +227,7 @@ class Recorder:
         self.e_charger = array("h")
         self.e_connector = array("h")
         self.e_detail = array("h")
+        self._bind_events()
         rows = self._row_strings = _Strings()  # codes of row tables never reach a categorical: their own table
         self.sessions = Rows(
             (
@@ -421,6 +407,8 @@ class Recorder:
         value: float = math.nan,
         detail: str = "",
     ) -> None:
+        if event_row(self._event_cols, self._strings.codes, t, kind, vehicle, charger, connector, value, detail):
+            return
         # codes first: a new one may widen the code arrays (see _Strings); names seen
         # before (nearly all) are looked up directly, new ones go through code() in order
         get = self._strings.codes.get
@@ -442,19 +430,10 @@ class Recorder:
     def connector_status(self, t: float, vehicle: str | None, charger: str, connector: str, status: str) -> None:
         """``event(t, "connector_status", vehicle, charger, connector, detail=status)``, the most
         frequent row (a few hundred thousand a simulated year), without keyword handling."""
-        get = self._strings.codes.get
-        k, c, o, d = get("connector_status"), get(charger), get(connector), get(status)
-        v = -1 if vehicle is None else get(vehicle)
-        if k is None or v is None or c is None or o is None or d is None:
+        if not event_row(
+            self._event_cols, self._strings.codes, t, "connector_status", vehicle, charger, connector, math.nan, status
+        ):
             self.event(t, "connector_status", vehicle, charger, connector, detail=status)
-            return
-        self.e_time.append(t)
-        self.e_kind.append(k)
-        self.e_vehicle.append(v)
-        self.e_charger.append(c)
-        self.e_connector.append(o)
-        self.e_value.append(math.nan)
-        self.e_detail.append(d)
 
     def event_code(self, name: str | None) -> int:
         """The code ``name`` has in the event columns: -1 for None, -2 if it has none yet.
@@ -470,6 +449,14 @@ class Recorder:
     def _widen_events(self) -> None:
         for attr in _EVENT_CODES:
             setattr(self, attr, array("i", getattr(self, attr)))
+        self._bind_events()
+
+    def _bind_events(self) -> None:
+        """The event columns in row order, as :func:`sim.row_kernels.event_row` takes them
+        (rebound whenever a column is replaced)."""
+        self._event_cols = [
+            self.e_time, self.e_kind, self.e_vehicle, self.e_charger, self.e_connector, self.e_value, self.e_detail
+        ]
 
     def vehicle(self, t: float, vehicle_id: str, soc: float, state: str, event: str) -> None:
         """One row of the vehicles table, written straight into its columns.
@@ -478,6 +465,9 @@ class Recorder:
         table's string codes never reach the output, so they can be drawn at once.
         """
         rows = self.vehicles
+        if vehicle_row(rows._cols, self._row_strings.codes, t, vehicle_id, soc, state, event):
+            rows._rows += 1
+            return
         get = self._row_strings.codes.get
         v, s, e = get(vehicle_id), get(state), get(event)
         if v is None or s is None or e is None:
@@ -536,6 +526,7 @@ class Recorder:
             if release:
                 for attr in ("e_time", "e_value", *_EVENT_CODES):
                     setattr(self, attr, array(getattr(self, attr).typecode))
+                self._bind_events()
         elif name in ("sessions", "vehicles", "departures"):
             rows: Rows = getattr(self, name)
             df = self._rows(rows, columns, plain)

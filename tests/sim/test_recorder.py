@@ -245,3 +245,17 @@ def test_add_converts_only_strings_and_falls_back_to_append_for_anything_else() 
     assert frame["ready"].tolist() == [False, True, False]
     assert frame["actual"].isna().tolist() == [False, False, True]
     assert frame["delay_min"].isna().tolist() == [False, False, True]
+
+
+def test_a_vehicle_row_naming_a_code_past_int16_drawn_by_another_table_widens_its_columns() -> None:
+    """Row tables share their names: a vehicle first named in departures may have a code
+    the vehicles table's int16 columns cannot hold yet."""
+    rec = Recorder(EPOCH)
+    n = 33_000
+    for i in range(n):
+        rec.departures.append((f"v{i}", 0, 0.0, 0.0, 0.0, 0.5, 0.9, True, "on_time", 1.0, 0.0))
+    rec.vehicle(1.0, "v0", 0.5, "depot", "start")
+    rec.vehicle(2.0, f"v{n - 1}", 0.4, "depot", "pull_in")
+    vehicles = rec.frame("vehicles")
+    assert vehicles["vehicle_id"].tolist() == ["v0", f"v{n - 1}"]
+    assert vehicles["event"].tolist() == ["start", "pull_in"]
