@@ -210,6 +210,7 @@ class Engine:
         self._status_kind_code = -2
         self._claimed = np.array([c.vehicle is not None for c in self.connectors])  # a vehicle on it or coming
         self._queue_views: tuple[WaitingVehicle, ...] | None = None
+        self._views: list[WaitingVehicle] = []  # how the policy sees each queued vehicle, in queue order
         self._free_views = [
             FreeConnector(c.connector_id, c.charger.charger_id, c.charger.kind, c.charger.connector_kw)
             for c in self.connectors
@@ -429,7 +430,8 @@ class Engine:
     def _set_next_departure(self, v: VehicleState, t: float | None) -> None:
         v.next_departure = t
         v.view = None
-        if v.state == "queued":
+        if v.state == "queued" and v in self.queue:
+            self._views[self.queue.index(v)] = self._waiting_view(v, self.env.now)
             self._queue_views = None
         if v.session is not None:
             self.slots.dep[v.session.row] = self.epoch_s + t if t is not None else math.nan
@@ -503,14 +505,16 @@ class Engine:
         v.state = "queued"
         v.queued_at = now
         self.queue.append(v)
-        v.view = None
+        self._views.append(self._waiting_view(v, now))
         self._queue_views = None
         self.recorder.vehicle(now, v.spec.vehicle_id, v.soc, "queued", "queue")
         self.recorder.event(now, "queue", v.spec.vehicle_id, value=float(len(self.queue)))
         self._request(decide=True)
 
     def _dequeue(self, v: VehicleState) -> None:
-        self.queue.remove(v)
+        i = self.queue.index(v)
+        del self.queue[i]
+        del self._views[i]
         self._queue_views = None
         self.recorder.event(self.env.now, "queue", v.spec.vehicle_id, value=float(len(self.queue)))
 
@@ -713,13 +717,13 @@ class Engine:
         return s.full_view
 
     def _waiting_views(self, now: float) -> tuple[WaitingVehicle, ...]:
-        """The queue as the policy sees it, rebuilt only after the queue changed.
+        """The queue as the policy sees it, as a tuple made again only after the queue changed.
 
         A queued vehicle does not charge, so its view changes only when it joins or its
-        next departure moves; those drop its cached view and the cached tuple.
+        next departure moves; then its entry in ``_views`` is made again.
         """
         if self._queue_views is None:
-            self._queue_views = tuple([v.view or self._waiting_view(v, now) for v in self.queue])
+            self._queue_views = tuple(self._views)
         return self._queue_views
 
     @staticmethod

@@ -138,7 +138,10 @@ class QueuePolicy:
             else:
                 unserved.append(vehicle)
         if obs.plug_swap and unserved and obs.full:
-            full = sorted(obs.full, key=lambda f: -(f.next_departure if f.next_departure is not None else 1e18))
+            try:  # latest departure first, ties in the given order (reverse sorts stay stable)
+                full = sorted(obs.full, key=_NEXT_DEPARTURE, reverse=True)
+            except TypeError:  # a vehicle without a next departure: it goes first
+                full = sorted(obs.full, key=lambda f: -(f.next_departure if f.next_departure is not None else 1e18))
             for vehicle in unserved:
                 if not full:
                     break
