@@ -6,6 +6,7 @@ Cases (each run in a fresh process so peak RSS belongs to that run alone):
 each under least_laxity_first and equal_share. Also linearity checks: case a over
 90, 180 and 365 days ("linear"), and 100, 250 and 500 vehicles over 60 days ("fleet").
 "ff %" is the share of engine events that were breakpoints run by sim.fast_forward.
+The first line times a fixed pure-Python loop: the machine's speed for this run.
 
 Usage:  python3 benchmarks/sim_speed.py            # all cases
         python3 benchmarks/sim_speed.py --only a   # one case
@@ -118,6 +119,25 @@ CASES = {
 }
 
 
+def reference_ms() -> float:
+    """A fixed pure-Python workload (float arithmetic and dict stores), best of 5, in ms.
+
+    Most of a run's time is interpreter time, and the same 2-core VM has run it at
+    speeds 2x apart from one day to the next: this figure, printed with the table,
+    says how fast the machine was, so that runs on different days can be compared.
+    """
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        total = 0.0
+        seen: dict[int, float] = {}
+        for i in range(300_000):
+            total += i * 0.5
+            seen[i & 1023] = total
+        best = min(best, time.perf_counter() - started)
+    return best * 1000.0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=sorted(CASES), help="run one case group")
@@ -128,6 +148,7 @@ def main() -> None:
         print(json.dumps(one(v, c, d, s)))
         return
     groups = [args.only] if args.only else list(CASES)
+    print(f"machine: reference loop {reference_ms():.1f} ms (pure Python, best of 5; lower is faster)")
     print(
         f"{'case':<7}{'vehicles':>9}{'chargers':>9}{'days':>6}  {'strategy':<20}{'wall s':>8}{'cpu s':>8}{'events':>10}"
         f"{'events/s':>10}{'allocs':>9}{'ff %':>6}{'peak MB':>9}{'ready':>8}"
