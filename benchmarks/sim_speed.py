@@ -6,7 +6,8 @@ Cases (each run in a fresh process so peak RSS belongs to that run alone):
 each under least_laxity_first and equal_share. Also linearity checks: case a over
 90, 180 and 365 days ("linear"), and 100, 250 and 500 vehicles over 60 days ("fleet").
 "ff %" is the share of engine events that were breakpoints run by sim.fast_forward.
-The first line times a fixed pure-Python loop: the machine's speed for this run.
+"ref ms" times a fixed pure-Python loop just before each case: the machine's speed then
+(this VM's speed moves by 30 % within minutes; compare cases by wall s / ref ms).
 
 Usage:  python3 benchmarks/sim_speed.py            # all cases
         python3 benchmarks/sim_speed.py --only a   # one case
@@ -81,6 +82,7 @@ def depot(vehicles: int, chargers: int, days: int, strategy: str) -> dict:
 def one(vehicles: int, chargers: int, days: int, strategy: str) -> dict:
     from sim.runner import run_scenario
 
+    ref = reference_ms()  # the machine's speed just before this case
     started = time.perf_counter()
     cpu_started = time.process_time()
     result = run_scenario(depot(vehicles, chargers, days, strategy))
@@ -104,6 +106,7 @@ def one(vehicles: int, chargers: int, days: int, strategy: str) -> dict:
         "ready_share": result.summary["departures_ready_share"],
         "peak_kw": round(result.summary["peak_kw"], 1),
         "grid_limit_kw": result.summary["grid_limit_kw"],
+        "reference_ms": round(ref, 1),
     }
 
 
@@ -148,10 +151,9 @@ def main() -> None:
         print(json.dumps(one(v, c, d, s)))
         return
     groups = [args.only] if args.only else list(CASES)
-    print(f"machine: reference loop {reference_ms():.1f} ms (pure Python, best of 5; lower is faster)")
     print(
         f"{'case':<7}{'vehicles':>9}{'chargers':>9}{'days':>6}  {'strategy':<20}{'wall s':>8}{'cpu s':>8}{'events':>10}"
-        f"{'events/s':>10}{'allocs':>9}{'ff %':>6}{'peak MB':>9}{'ready':>8}"
+        f"{'events/s':>10}{'allocs':>9}{'ff %':>6}{'peak MB':>9}{'ready':>8}{'ref ms':>8}"
     )
     for group in groups:
         for case in CASES[group]:
@@ -167,7 +169,7 @@ def main() -> None:
                 f"{group:<7}{r['vehicles']:>9}{r['chargers']:>9}{r['days']:>6}  {r['strategy']:<20}"
                 f"{r['wall_s']:>8.2f}{r['cpu_s']:>8.2f}{r['events']:>10,}{r['events_per_s']:>10,}{r['allocations']:>9,}"
                 f"{100.0 * r['fast_forwarded'] / max(r['events'], 1):>6.0f}"
-                f"{r['peak_rss_mb']:>9}{r['ready_share']:>8.3f}",
+                f"{r['peak_rss_mb']:>9}{r['ready_share']:>8.3f}{r['reference_ms']:>8.1f}",
                 flush=True,
             )
 

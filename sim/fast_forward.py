@@ -103,6 +103,8 @@ class Logs:
         self.row_mark = np.zeros(rows, dtype=bool)
         self.take = np.zeros(rows)  # an allocation's wanted kW (and, where the fill works in place, its result)
         self.key = np.zeros(rows)  # ... and its order key
+        self.order = np.arange(rows, dtype=np.int64)  # ... the rows' order, kept from one allocation to the next
+        self.order_scratch = np.zeros(rows, dtype=np.int64)
 
 
 class CurveTable:

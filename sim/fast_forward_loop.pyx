@@ -66,6 +66,7 @@ cdef class Loop:
     cdef unsigned char[::1] row_mark  # scratch: rows seen, all False between calls
     cdef object take  # scratch of the allocation: wanted kW (an array, and its view), order key
     cdef double[::1] take_view, key_view
+    cdef int64_t[::1] kept_order, order_scratch
     # the operator policy's choices (free_and_full)
     cdef const unsigned char[::1] available, claimed
     cdef int64_t[::1] free_rows, full_rows
@@ -96,6 +97,8 @@ cdef class Loop:
         self.take = logs.take
         self.take_view = logs.take
         self.key_view = logs.key
+        self.kept_order = logs.order
+        self.order_scratch = logs.order_scratch
         self.available = available
         self.claimed = claimed
         self.free_rows = free_rows
@@ -398,7 +401,8 @@ cdef class Loop:
         (a view of the loop's scratch, valid until the next allocation)."""
         return builtin_view(self.strategy, self.max_kw, self.energy, self.eff, self.dep, self.hours,
                             self.current_kw, self.rank, self.member_row, self.member_group, self.caps, grid_kw, now_s,
-                            self.margin_h, self.take, self.take_view, self.key_view)
+                            self.margin_h, self.take, self.take_view, self.key_view, self.kept_order,
+                            self.order_scratch)
 
     cdef tuple _alloc(self, double now, double eps_t, double tolerance, bint with_hours, bint waits, double epoch,
                       double grid_kw):

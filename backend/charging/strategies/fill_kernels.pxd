@@ -43,4 +43,6 @@ cdef double[::1] builtin_view(
     object take,
     double[::1] kw,
     double[::1] key,
+    int64_t[::1] kept,
+    int64_t[::1] scratch,
 ) except *

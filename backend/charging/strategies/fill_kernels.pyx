@@ -298,6 +298,61 @@ cdef int64_t* _ordered(const double[::1] key, const int64_t[::1] rank) except NU
     return rows
 
 
+cdef void _resort(
+    const double* key, const int64_t* rank, Py_ssize_t n, int64_t* order, int64_t* scratch
+) noexcept nogil:
+    """Sort ``order``, a permutation of the rows (the order of a previous call), in place into
+    :func:`order`'s order.
+
+    Between two allocations most rows keep their place, so an insertion sort from the last
+    order is about linear; past a budget of moves (many rows moved) it runs the full sort.
+    The order is a total one, so the result is the same either way.
+    """
+    cdef Py_ssize_t i, j, moves = 0, budget = 8 * n + 64
+    cdef int64_t row
+    for i in range(1, n):
+        row = order[i]
+        j = i - 1
+        while j >= 0 and _precedes(key, rank, row, order[j]):
+            order[j + 1] = order[j]
+            j -= 1
+            moves += 1
+        order[j + 1] = row
+        if moves > budget:
+            _sort_rows(key, rank, n, order, scratch)
+            return
+
+
+cdef int _check_permutation(const int64_t[::1] order, Py_ssize_t n, int64_t[::1] scratch) except -1:
+    """Raise unless ``order`` holds each row 0..n-1 once (``scratch``: n entries, overwritten)."""
+    cdef Py_ssize_t k
+    cdef int64_t i
+    if order.shape[0] != n or scratch.shape[0] < n:
+        raise ValueError("order and scratch must have one entry per row")
+    for k in range(n):
+        scratch[k] = 0
+    for k in range(n):
+        i = order[k]
+        if i < 0 or i >= n or scratch[i]:
+            raise ValueError("order must be a permutation of the rows")
+        scratch[i] = 1
+    return 0
+
+
+cpdef resort(int64_t[::1] last, const double[::1] key, const int64_t[::1] rank):
+    """:func:`order` computed from ``last`` (a permutation of the rows, sorted in place): what the
+    compiled allocations do with the order they keep from one call to the next."""
+    cdef Py_ssize_t n = key.shape[0]
+    if rank.shape[0] != n:
+        raise ValueError("key and rank differ in length")
+    scratch = np.empty(max(n, 1), dtype=np.int64)
+    cdef int64_t[::1] buf = scratch
+    _check_permutation(last, n, buf)
+    if n:
+        _resort(&key[0], &rank[0], n, &last[0], &buf[0])
+    return np.asarray(last)
+
+
 cpdef order(const double[::1] key, const int64_t[::1] rank):
     """Rows by ascending key (NaN last), ties by rank: ``np.lexsort((rank, key))`` as an int64 array."""
     cdef Py_ssize_t n = key.shape[0]
@@ -345,16 +400,22 @@ cpdef greedy_prefix(
 
 cdef object _greedy_prefix(
     object take, double[::1] kw, const double[::1] efficiency, const double[::1] key, const int64_t[::1] rank,
-    double grid_kw,
+    double grid_kw, int64_t* kept=NULL, int64_t* scratch=NULL,
 ):
-    """:func:`greedy_prefix` with ``take`` also given as a view ``kw`` (callers that hold one convert it once)."""
+    """:func:`greedy_prefix` with ``take`` also given as a view ``kw`` (callers that hold one convert it once);
+    ``kept``: the order of the last call, re-sorted in place (see :func:`resort`), with ``scratch``."""
     cdef Py_ssize_t k, m, n = kw.shape[0]
     cdef int64_t i
     cdef double left = grid_kw, room
     cdef int64_t* rows
-    if efficiency.shape[0] != n or key.shape[0] != n:
+    if efficiency.shape[0] != n or key.shape[0] != n or rank.shape[0] != n:
         raise ValueError("table columns differ in length")
-    rows = _ordered(key, rank)
+    if kept != NULL:
+        if n:
+            _resort(&key[0], &rank[0], n, kept, scratch)
+        rows = kept
+    else:
+        rows = _ordered(key, rank)
     for k in range(n):
         i = rows[k]
         room = left * efficiency[i]
@@ -364,7 +425,8 @@ cdef object _greedy_prefix(
                 kw[rows[m]] = 0.0
             break
         left = left - kw[i] / efficiency[i]
-    free(rows)
+    if kept == NULL:
+        free(rows)
     return take
 
 
@@ -377,9 +439,15 @@ cpdef water_level(object take, const double[::1] efficiency, const int64_t[::1] 
 
 
 cdef object _water_level(
-    object take, const double[::1] maxima, const double[::1] efficiency, const int64_t[::1] rank, double grid_kw
+    object take, const double[::1] maxima, const double[::1] efficiency, const int64_t[::1] rank, double grid_kw,
+    int64_t* kept=NULL, int64_t* scratch=NULL, double[::1] into=None,
 ):
-    """:func:`water_level` with ``take`` also given as a view ``maxima`` (converted once by callers that hold one)."""
+    """:func:`water_level` with ``take`` also given as a view ``maxima`` (converted once by callers that hold one).
+
+    With ``kept`` (the order of the last call, re-sorted in place, see :func:`resort`, with
+    ``scratch``) the result is written into ``into``, a writable view of ``take``'s buffer,
+    and ``take`` is returned.
+    """
     cdef Py_ssize_t k, n = maxima.shape[0]
     cdef int64_t i
     cdef int64_t* by_max = NULL
@@ -390,9 +458,22 @@ cdef object _water_level(
     cdef double[::1] out
     if grid_fits(maxima, efficiency, grid_kw):
         return take
+    if kept != NULL and (into is None or into.shape[0] != n or &into[0] != &maxima[0]):
+        raise ValueError("an in-place water level needs a writable view of take")
     if grid_kw <= 0.0:
+        if kept != NULL:
+            for k in range(n):
+                into[k] = 0.0
+            return take
         return np.zeros(n)
-    by_max = _ordered(maxima, rank)
+    if rank.shape[0] != n:
+        raise ValueError("table columns differ in length")
+    if kept != NULL:
+        if n:
+            _resort(&maxima[0], &rank[0], n, kept, scratch)
+        by_max = kept
+    else:
+        by_max = _ordered(maxima, rank)
     try:
         if n == 0:
             return take  # only a NaN grid gets here: there is nothing to share
@@ -426,11 +507,16 @@ cdef object _water_level(
             if not found:
                 return take
     finally:
-        free(by_max)
+        if kept == NULL:
+            free(by_max)
         free(upto_kw)
         free(upto_weight)
-    result = np.empty(n)
-    out = result
+    if kept != NULL:
+        result = take
+        out = into
+    else:
+        result = np.empty(n)
+        out = result
     for k in range(n):
         value = maxima[k]
         # np.minimum: NaN from either side wins
@@ -921,7 +1007,8 @@ cpdef object builtin(
     take = np.empty(n)
     return np.asarray(builtin_view(
         strategy, max_kw, energy_kwh, efficiency, departure_s, hours_to_target, current_kw, rank, member_row,
-        member_group, caps, grid_kw, now, margin_h, take, take, np.empty(n),
+        member_group, caps, grid_kw, now, margin_h, take, take, np.empty(n), np.arange(n, dtype=np.int64),
+        np.empty(n, dtype=np.int64),
     ))
 
 
@@ -943,13 +1030,19 @@ cdef double[::1] builtin_view(
     object take,
     double[::1] kw,
     double[::1] key,
+    int64_t[::1] kept,
+    int64_t[::1] scratch,
 ) except *:
     """:func:`builtin` with the caller's buffers: ``take`` (a float64 array) and ``kw`` (its
-    view) receive the wanted kW, ``key`` the order key; returns a view of the result,
-    which is ``kw`` itself where the fill works in place, so a caller that keeps its
-    buffers allocates nothing per call."""
+    view) receive the wanted kW, ``key`` the order key, ``kept`` keeps the rows' order from
+    one call to the next (a permutation of the rows, first any) and ``scratch`` is the
+    sort's; returns a view of the result, which is ``kw`` itself where the fill works in
+    place, so a caller that keeps its buffers allocates nothing per call."""
     cdef bint groups_bind
     cdef double grid
+    cdef Py_ssize_t n = max_kw.shape[0]
+    if kept.shape[0] != n or scratch.shape[0] < n:
+        raise ValueError("order buffers must have one entry per row")
     _wanted_into(max_kw, energy_kwh, kw)
     grid = grid_kw if grid_kw > 0.0 else 0.0  # _limits.grid_limit: a negative or NaN limit means none
     groups_bind = caps.shape[0] > 0 and demand_exceeds(kw, member_row, member_group, caps)
@@ -958,10 +1051,9 @@ cdef double[::1] builtin_view(
             grid = INFINITY  # the grid limit is ignored on purpose
         if groups_bind:
             return water_serve(kw, efficiency, member_row, member_group, caps, grid)
-        result = _water_level(take, kw, efficiency, rank, grid)
-        if result is take:
-            return kw
-        return result
+        if n:
+            _water_level(take, kw, efficiency, rank, grid, &kept[0], &scratch[0], kw)
+        return kw
     if strategy != EARLIEST_DEPARTURE_FIRST and strategy != LEAST_LAXITY_FIRST:
         raise ValueError(f"unknown built-in strategy {strategy}")
     if not groups_bind and grid_fits(kw, efficiency, grid):
@@ -972,6 +1064,7 @@ cdef double[::1] builtin_view(
         _laxity_into(departure_s, hours_to_target, current_kw, now, margin_h, key)
     if groups_bind:
         return greedy_serve(kw, efficiency, key, rank, member_row, member_group, caps, grid)
-    _greedy_prefix(take, kw, efficiency, key, rank, grid)
+    if n:
+        _greedy_prefix(take, kw, efficiency, key, rank, grid, &kept[0], &scratch[0])
     return kw
 

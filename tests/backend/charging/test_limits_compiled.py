@@ -458,6 +458,29 @@ def test_rows_are_ordered_as_lexsort_orders_them(data, n):
     assert _limits._order(key, rank).tolist() == np.lexsort((rank, key)).tolist()
 
 
+@COMPILED
+@given(data=st.data(), n=st.integers(0, 200), rounds=st.integers(1, 4))
+def test_rows_resorted_from_any_last_order_are_ordered_as_lexsort_orders_them(data, n, rounds):
+    """The compiled allocations keep their row order from one call to the next and re-sort
+    it (few moves: insertion; many: the full sort); each call gives lexsort's order."""
+    last = np.array(data.draw(st.permutations(list(range(n)))), dtype=np.int64)
+    rank = np.array(data.draw(st.lists(st.integers(0, n), min_size=n, max_size=n)), dtype=np.int64)
+    key = column(data.draw, n, st.sampled_from([math.nan, math.inf, 0.0, -0.0, 1.0]) | KEY)
+    for _ in range(rounds):
+        assert fill_kernels.resort(last, key, rank).tolist() == np.lexsort((rank, key)).tolist()
+        if n:  # a few rows move, as between two allocations
+            moved = data.draw(st.lists(st.integers(0, n - 1), max_size=3))
+            key = key.copy()
+            key[moved] = data.draw(st.sampled_from([0.0, 1.0, 5.0, math.nan]))
+
+
+def test_resort_refuses_an_order_that_is_not_a_permutation_of_the_rows():
+    key, rank = np.zeros(3), np.arange(3, dtype=np.int64)
+    for bad in ([0, 0, 1], [0, 1], [0, 1, 3]):
+        with pytest.raises(ValueError, match="order"):
+            fill_kernels.resort(np.array(bad, dtype=np.int64), key, rank)
+
+
 # --- cases worth naming ----------------------------------------------------------------
 
 
