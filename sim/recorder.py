@@ -141,8 +141,8 @@ class Rows:
                     code = get(v)
                     if code is None:
                         code = self._strings.code(v)
-                        if code > _INT16_MAX and cols[i].typecode == "h":
-                            cols[i] = array("i", cols[i])
+                    if code > _INT16_MAX and cols[i].typecode == "h":  # drawn here or by a table sharing the names
+                        cols[i] = array("i", cols[i])
                     add(code)
                 elif kind == "d" or kind == "t":
                     add(math.nan if v is None else float(v))

@@ -259,3 +259,14 @@ def test_a_vehicle_row_naming_a_code_past_int16_drawn_by_another_table_widens_it
     vehicles = rec.frame("vehicles")
     assert vehicles["vehicle_id"].tolist() == ["v0", f"v{n - 1}"]
     assert vehicles["event"].tolist() == ["start", "pull_in"]
+
+
+def test_a_session_row_naming_a_code_past_int16_drawn_by_another_table_widens_its_column() -> None:
+    rec = Recorder(EPOCH)
+    n = 33_000
+    for i in range(n):
+        rec.departures.append((f"v{i}", 0, 0.0, 0.0, 0.0, 0.5, 0.9, True, "on_time", 1.0, 0.0))
+    row = (1, f"v{n - 1}", "van", "c1", "c1/1", 0.0, 0.0, 60.0, 1.0, 1.1, 0.5, 0.6, 0.9, False, "departure", 90.0)
+    rec.sessions.add(row)
+    rec.sessions.append((2, *row[1:]))
+    assert rec.frame("sessions")["vehicle_id"].tolist() == [f"v{n - 1}"] * 2
