@@ -78,7 +78,7 @@ class VehicleState:
 
     __slots__ = (
         "spec", "soc", "state", "session", "connector", "queued_at", "next_departure",
-        "wait_soc", "ready", "late_s", "kinds", "recorded", "view",
+        "wait_soc", "ready", "late_s", "kinds", "recorded",
     )  # fmt: skip
 
     def __init__(self, spec: VehicleSpec) -> None:
@@ -94,7 +94,6 @@ class VehicleState:
         self.late_s = 0.0
         self.recorded = 0  # trips with a departures row so far
         self.kinds = frozenset(k for k, kw in (("ac", spec.max_ac_kw), ("dc", spec.max_dc_kw)) if kw > 0)
-        self.view: WaitingVehicle | None = None  # how the operator policy sees it while queued
 
 
 class Session:
@@ -429,7 +428,6 @@ class Engine:
 
     def _set_next_departure(self, v: VehicleState, t: float | None) -> None:
         v.next_departure = t
-        v.view = None
         if v.state == "queued" and v in self.queue:
             self._views[self.queue.index(v)] = self._waiting_view(v, self.env.now)
             self._queue_views = None
@@ -706,7 +704,7 @@ class Engine:
             ])  # fmt: skip
         if not free and not full:
             return
-        actions = self.policy.decide(DepotObservation(now, self._waiting_views(now), free, full, self.ops.plug_swap))
+        actions = self.policy.decide(DepotObservation(now, self._waiting_views(), free, full, self.ops.plug_swap))
         for action in actions:
             self._apply(action)
 
@@ -716,7 +714,7 @@ class Engine:
         s.full_view = FullVehicle(v.spec.vehicle_id, s.connector.connector_id, s.charger.kind, v.next_departure)
         return s.full_view
 
-    def _waiting_views(self, now: float) -> tuple[WaitingVehicle, ...]:
+    def _waiting_views(self) -> tuple[WaitingVehicle, ...]:
         """The queue as the policy sees it, as a tuple made again only after the queue changed.
 
         A queued vehicle does not charge, so its view changes only when it joins or its
@@ -729,8 +727,7 @@ class Engine:
     @staticmethod
     def _waiting_view(v: VehicleState, now: float) -> WaitingVehicle:
         queued_at = v.queued_at if v.queued_at is not None else now
-        v.view = WaitingVehicle(v.spec.vehicle_id, queued_at, v.next_departure, v.soc, v.kinds)
-        return v.view
+        return WaitingVehicle(v.spec.vehicle_id, queued_at, v.next_departure, v.soc, v.kinds)
 
     def _apply(self, action: PlugIn | Swap) -> None:
         if isinstance(action, PlugIn):
