@@ -322,7 +322,7 @@ class Engine:
                 yield self.env.timeout(change.t - self.env.now)
             self._flush()
             self.site.base_kw, self.site.pv_kw, self.site.price = change.base_kw, change.pv_kw, change.price
-            self._site_moved = (change.base_kw, change.price, self.site.limit_kw) != self._fixed_levels
+            self._site_moved = self._fixed_now() != self._fixed_levels
             self.sim_events += 1
             self._request(alloc=True)
 
@@ -479,7 +479,7 @@ class Engine:
         elif isinstance(action, SiteLimit):
             self._flush()
             self.site.limit_kw = action.grid_kw if action.grid_kw else math.inf
-            self._site_moved = (self.site.base_kw, self.site.price, self.site.limit_kw) != self._fixed_levels
+            self._site_moved = self._fixed_now() != self._fixed_levels
             value = action.grid_kw if action.grid_kw else math.nan
             self.recorder.event(now, "site_limit", value=value)
             self._request(alloc=True)
@@ -814,7 +814,7 @@ class Engine:
             (grid_id, start, grid, load_id, start, load, chargers_id, start, chargers_kw,
              delivered_id, start, delivered / hours)
         )  # fmt: skip
-        fixed = (site.base_kw, site.price, site.limit_kw)
+        fixed = self._fixed_now()
         if fixed != self._fixed_levels:  # these move only at site changes: skip the calls
             self._fixed_levels = fixed
             rec.level("base", start, site.base_kw)
@@ -826,6 +826,11 @@ class Engine:
         if self.battery is not None:
             rec.level("battery", start, batt)
             rec.level("battery_soc", start, self.battery.soc)
+
+    def _fixed_now(self) -> tuple[float, float, float]:
+        """The site's levels that move only at site changes: base load, price, limit."""
+        site = self.site
+        return (site.base_kw, site.price, site.limit_kw)
 
     def _reallocate(self) -> None:
         self._flush()
@@ -870,11 +875,10 @@ class Engine:
         one compiled call (see ``Loop.allocate_run``). False, with nothing done, when some
         session reached its target by rounding: the Python path stops it first."""
         site = self.site
-        # what _may_fast_forward_now asks, but for the timer's time (the loop checks that)
-        may = not (self._update_pending or self._dirty_alloc or self._dirty_decide or self._waits or self._site_moved)
+        until = self.env.next_foreign() if self._may_fast_forward_state() else -math.inf  # the loop checks the time
         if not loop.allocate_run(
             now, _EPS_T, self.tolerance, self._needs_hours, self._waits > 0, self.epoch_s, self._ff_grid_kw(),
-            self._timer_t, self.env.timer_time, self.env.next_foreign() if may else -math.inf, self.horizon,
+            self._timer_t, self.env.timer_time, until, self.horizon,
             site.base_kw, site.pv_kw, self._has_pv, not (self.ops.plug_swap and self.queue),
         ):  # fmt: skip
             return False
@@ -996,12 +1000,12 @@ class Engine:
         before the site's fixed levels (base load, price, limit) of the current values
         have been recorded by a segment.
         """
-        return (
-            self._ff is not None
-            and not (self._update_pending or self._dirty_alloc or self._dirty_decide or self._waits)
-            and timer_at < self.env.next_foreign()
-            and not self._site_moved
-        )
+        return self._ff is not None and self._may_fast_forward_state() and timer_at < self.env.next_foreign()
+
+    def _may_fast_forward_state(self) -> bool:
+        """:meth:`_may_fast_forward_now` but for the time: no change waits, no vehicle waits
+        for a SoC, and the site's fixed levels of the current values are recorded."""
+        return not (self._update_pending or self._dirty_alloc or self._dirty_decide or self._waits or self._site_moved)
 
     def _fast_forward(self, since: float, timer_at: float) -> None:
         """Run the breakpoints before the next event of another process in compiled code.

@@ -201,6 +201,14 @@ cdef class Loop:
         self.n_levels += 1
         return 0
 
+    cdef void _reset_logs(self) noexcept:
+        """Empty the logs and step counters before a call that fills them."""
+        self.steps = 0
+        self.allocations = 0
+        self.n_levels = 0
+        self.n_status = 0
+        self.n_targets = 0
+
     cdef void _find_power(self) noexcept:
         """Whether some row draws power (``any_power``), as the engine's ``Slots.any_power``."""
         cdef Py_ssize_t j
@@ -236,24 +244,32 @@ cdef class Loop:
         fixed levels (base load, price, limit) of the current values are recorded: integrate
         every row when power flows and log the site levels as ``_record_segment`` does."""
         cdef double h = (end - start) / 3600.0
-        cdef double delivered = 0.0, drawn = 0.0, chargers_kw, load, demand, pv_used, grid
+        cdef double delivered = 0.0, drawn = 0.0
         if not h > 0.0:
             raise ValueError(f"segment [{start}, {end}] is empty")
         self.n_levels = 0
         if any_power:
             delivered, drawn = integrate(self.f, self.mode, self.sloped, h)
-        chargers_kw = drawn / h
-        load = base_kw + chargers_kw
-        demand = load + 0.0  # no battery here
-        pv_used = demand if demand < pv_kw else pv_kw  # min(pv_kw, demand)
-        grid = demand - pv_used - 0.0
+        self._log_segment(start, h, delivered, drawn, base_kw, pv_kw, has_pv)
+
+    cdef int _log_segment(self, double start, double h, double delivered, double drawn, double base_kw,
+                          double pv_kw, bint has_pv) except -1:
+        """Log the site levels of a segment of ``h`` hours from ``start``, as the engine's
+        ``_record_segment`` does without a battery."""
+        cdef double chargers_kw = drawn / h
+        cdef double load = base_kw + chargers_kw
+        cdef double demand = load + 0.0  # no battery here
+        cdef double pv_now = pv_kw if has_pv else 0.0
+        cdef double pv_used = demand if demand < pv_now else pv_now  # min(pv_kw, demand)
+        cdef double grid = demand - pv_used - 0.0
         self._level(self.site_levels[L_GRID], start, 0.0 if grid < 0.0 else grid)
         self._level(self.site_levels[L_LOAD], start, load)
         self._level(self.site_levels[L_CHARGERS], start, chargers_kw)
         self._level(self.site_levels[L_DELIVERED], start, delivered / h)
         if has_pv:
             self._level(self.site_levels[L_PV], start, pv_used)
-            self._level(self.site_levels[L_PV_CURTAILED], start, pv_kw - pv_used)
+            self._level(self.site_levels[L_PV_CURTAILED], start, pv_now - pv_used)
+        return 0
 
     def apply_limits(self, const int64_t[::1] rows, const double[::1] kw, double now, double tolerance):
         """The engine's ``_apply_limits``: give ``rows`` the limits ``kw``; the status moves are
@@ -261,9 +277,7 @@ cdef class Loop:
         cdef Py_ssize_t i, n = rows.shape[0]
         if kw.shape[0] != n or n > self.rows_buf.shape[0]:
             raise ValueError("rows and limits differ in length, or more rows than the table has")
-        self.n_levels = 0
-        self.n_status = 0
-        self.n_targets = 0
+        self._reset_logs()
         for i in range(n):
             self.rows_buf[i] = rows[i]
             self.kw_buf[i] = kw[i]
@@ -451,11 +465,7 @@ cdef class Loop:
         queues), a session reaching its target is handled here too: it is logged for
         the engine's vehicle table and its limit goes to 0, as ``_on_timer`` does.
         """
-        self.steps = 0
-        self.allocations = 0
-        self.n_levels = 0
-        self.n_status = 0
-        self.n_targets = 0
+        self._reset_logs()
         self._run(now, timer_t, timer_at, throttled, until, horizon, eps_t, tolerance, with_hours, base_kw, pv_kw,
                   has_pv, epoch, grid_kw, targets)
 
@@ -472,11 +482,7 @@ cdef class Loop:
         cdef bint done, throttled
         cdef double nxt = INFINITY
         cdef Py_ssize_t j
-        self.steps = 0
-        self.allocations = 0
-        self.n_levels = 0
-        self.n_status = 0
-        self.n_targets = 0
+        self._reset_logs()
         done, throttled = self._alloc(now, eps_t, tolerance, with_hours, waits, epoch, grid_kw)
         if not done:
             return False
@@ -501,7 +507,7 @@ cdef class Loop:
         cdef Py_ssize_t n_rows = self.f.shape[1], n_chargers = self.span_kw.shape[0]
         cdef Py_ssize_t j, i, n, n_due, n_active, p
         cdef double t, h, due, new, target, delivered, drawn
-        cdef double chargers_kw, load, demand, pv_now, pv_used, grid, curve_kw, nxt
+        cdef double curve_kw, nxt
         cdef signed char m
         cdef bint python, full, any_session
         cdef const double[::1] kw
@@ -533,19 +539,7 @@ cdef class Loop:
             # the segment that ends here, recorded as the engine's _record_segment does
             if h > 0.0:
                 delivered, drawn = integrate(self.f, self.mode, self.sloped, h)
-                chargers_kw = drawn / h
-                load = base_kw + chargers_kw
-                demand = load + 0.0  # no battery here
-                pv_now = pv_kw if has_pv else 0.0
-                pv_used = demand if demand < pv_now else pv_now  # min(pv_kw, demand)
-                grid = demand - pv_used - 0.0
-                self._level(self.site_levels[L_GRID], now, 0.0 if grid < 0.0 else grid)
-                self._level(self.site_levels[L_LOAD], now, load)
-                self._level(self.site_levels[L_CHARGERS], now, chargers_kw)
-                self._level(self.site_levels[L_DELIVERED], now, delivered / h)
-                if has_pv:
-                    self._level(self.site_levels[L_PV], now, pv_used)
-                    self._level(self.site_levels[L_PV_CURTAILED], now, pv_now - pv_used)
+                self._log_segment(now, h, delivered, drawn, base_kw, pv_kw, has_pv)
                 now = t
             timer_t = INFINITY
             self.steps += 1

@@ -114,7 +114,6 @@ class Rows:
         self._strings = strings
         typecodes = {"d": "d", "t": "d", "q": "q", "?": "b", "s": "h"}
         self._cols: list[array] = [array(typecodes[k]) for k in kinds]
-        self._string_columns = tuple(i for i, k in enumerate(kinds) if k == "s")
         self._rows = 0
 
     def append(self, row: tuple) -> None:
