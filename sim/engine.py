@@ -28,7 +28,7 @@ process (:mod:`sim.fast_forward`); the run is identical to taking each through S
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -57,6 +57,7 @@ from sim.operator import (
     FullVehicle,
     OperatorPolicy,
     PlugIn,
+    QueuePolicy,
     Swap,
     WaitingVehicle,
 )
@@ -78,7 +79,7 @@ class VehicleState:
 
     __slots__ = (
         "spec", "soc", "state", "session", "connector", "queued_at", "next_departure",
-        "wait_soc", "ready", "late_s", "kinds", "recorded",
+        "wait_soc", "ready", "late_s", "kinds", "recorded", "queue_key",
     )  # fmt: skip
 
     def __init__(self, spec: VehicleSpec) -> None:
@@ -93,6 +94,7 @@ class VehicleState:
         self.ready: simpy.Event | None = None
         self.late_s = 0.0
         self.recorded = 0  # trips with a departures row so far
+        self.queue_key: tuple[object, int] | None = None  # its place in the policy's queue order
         self.kinds = frozenset(k for k, kw in (("ac", spec.max_ac_kw), ("dc", spec.max_dc_kw)) if kw > 0)
 
 
@@ -226,6 +228,15 @@ class Engine:
         self.tolerance = cfg.charging.reallocation_tolerance
         self.preemption_h = cfg.charging.preemption_margin_minutes / 60.0
         self.policy: OperatorPolicy = policy or BUILTIN_POLICIES[self.ops.assignment]()
+        # a policy whose queue order is a sort key gets the queue kept sorted by it
+        # (QueuePolicy.queue_key): the views in that order, their keys, and a last
+        # tie-break (the vehicles queued so far) that makes the sort stable
+        sorts = isinstance(self.policy, QueuePolicy) and self.policy.keeps_sorted()
+        self._queue_key: Callable[[WaitingVehicle], object] | None = self.policy.queue_key if sorts else None
+        self._sorted: list[WaitingVehicle] = []
+        self._sorted_keys: list[tuple[object, int]] = []
+        self._sorted_views: tuple[WaitingVehicle, ...] | None = None
+        self._joined = 0
         self.timeline: tuple[SiteChange, ...] = site_timeline(cfg, loaded.pv_profile)
         prices = TouPrices.from_config(cfg.site.tariff)
         self.cheapest, self.dearest = prices.levels[0], prices.levels[-1]
@@ -429,8 +440,12 @@ class Engine:
     def _set_next_departure(self, v: VehicleState, t: float | None) -> None:
         v.next_departure = t
         if v.state == "queued" and v in self.queue:
-            self._views[self.queue.index(v)] = self._waiting_view(v, self.env.now)
+            view = self._views[self.queue.index(v)] = self._waiting_view(v, self.env.now)
             self._queue_views = None
+            if self._queue_key is not None:
+                joined = v.queue_key[1]
+                self._sort_out(v)
+                self._sort_in(v, view, joined)
         if v.session is not None:
             self.slots.dep[v.session.row] = self.epoch_s + t if t is not None else math.nan
             v.session.full_view = None
@@ -503,8 +518,12 @@ class Engine:
         v.state = "queued"
         v.queued_at = now
         self.queue.append(v)
-        self._views.append(self._waiting_view(v, now))
+        view = self._waiting_view(v, now)
+        self._views.append(view)
         self._queue_views = None
+        if self._queue_key is not None:
+            self._joined += 1
+            self._sort_in(v, view, self._joined)
         self.recorder.vehicle(now, v.spec.vehicle_id, v.soc, "queued", "queue")
         self.recorder.event(now, "queue", v.spec.vehicle_id, value=float(len(self.queue)))
         self._request(decide=True)
@@ -514,7 +533,23 @@ class Engine:
         del self.queue[i]
         del self._views[i]
         self._queue_views = None
+        if self._queue_key is not None:
+            self._sort_out(v)
         self.recorder.event(self.env.now, "queue", v.spec.vehicle_id, value=float(len(self.queue)))
+
+    def _sort_in(self, v: VehicleState, view: WaitingVehicle, joined: int) -> None:
+        """Put a queued vehicle's view in its place of the policy's order (ties: by when it queued)."""
+        key = v.queue_key = (self._queue_key(view), joined)
+        i = bisect_right(self._sorted_keys, key)
+        self._sorted_keys.insert(i, key)
+        self._sorted.insert(i, view)
+        self._sorted_views = None
+
+    def _sort_out(self, v: VehicleState) -> None:
+        i = bisect_left(self._sorted_keys, v.queue_key)
+        del self._sorted_keys[i]
+        del self._sorted[i]
+        self._sorted_views = None
 
     def _leave_depot(self, v: VehicleState) -> None:
         if v.session is not None:
@@ -704,7 +739,13 @@ class Engine:
             ])  # fmt: skip
         if not free and not full:
             return
-        actions = self.policy.decide(DepotObservation(now, self._waiting_views(), free, full, self.ops.plug_swap))
+        ordered = None
+        if self._queue_key is not None:
+            if self._sorted_views is None:
+                self._sorted_views = tuple(self._sorted)
+            ordered = self._sorted_views
+        obs = DepotObservation(now, self._waiting_views(), free, full, self.ops.plug_swap, ordered)
+        actions = self.policy.decide(obs)
         for action in actions:
             self._apply(action)
 

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from depot_builders import scenario, series_energy, series_max
 
 from sim.errors import PolicyError
-from sim.operator import DepotObservation, PlugIn
+from sim.operator import DepotObservation, EarliestDeparturePolicy, PlugIn, WaitingVehicle
 from sim.runner import run_scenario
 
+REGRESSION = Path(__file__).resolve().parents[2] / "scenarios" / "regression"
 STRATEGIES = ["equal_share", "earliest_departure_first", "least_laxity_first", "cost_aware"]
 
 
@@ -499,3 +501,47 @@ def test_a_session_full_by_rounding_is_stopped_at_the_next_allocation_not_at_its
     # says so then, not at its next taper breakpoint minutes later
     assert suspended == pd.Timestamp("2025-06-02 19:00:00", tz="UTC")
     assert reached == suspended
+
+
+class _CheckedOrder(EarliestDeparturePolicy):
+    """Checks, at every decision, the order the engine kept against a sort of the queue."""
+
+    def __init__(self) -> None:
+        self.checked = 0
+
+    def decide(self, obs: DepotObservation) -> list:
+        assert obs.ordered is not None
+        assert list(obs.ordered) == sorted(obs.waiting, key=self.queue_key)
+        self.checked += len(obs.waiting) > 1
+        return super().decide(obs)
+
+
+class _SortedEachTime(EarliestDeparturePolicy):
+    """The same order, computed by the policy from the queue (order() overridden)."""
+
+    def order(self, waiting: Sequence[WaitingVehicle]) -> list[WaitingVehicle]:
+        return sorted(waiting, key=self.queue_key)
+
+
+@pytest.mark.parametrize("name", ["llf_queue_swap", "faults", "min_soc_cancel", "csv_timetable_actions"])
+def test_the_queue_kept_sorted_for_the_policy_is_its_order_at_every_decision(name: str) -> None:
+    path = REGRESSION / f"{name}.yaml"
+    checked = _CheckedOrder()
+    kept = run_scenario(path, policy=checked)
+    assert checked.checked > 0  # decisions among several queued vehicles
+    sorted_each_time = run_scenario(path, policy=_SortedEachTime())
+    for table in ("sessions", "departures", "events"):
+        pd.testing.assert_frame_equal(kept.table(table), sorted_each_time.table(table), check_exact=True)
+
+
+def test_a_policy_that_orders_the_queue_itself_gets_no_kept_order() -> None:
+    seen: list[tuple | None] = []
+
+    class Own(_SortedEachTime):
+        def decide(self, obs: DepotObservation) -> list:
+            seen.append(obs.ordered)
+            return super().decide(obs)
+
+    run_scenario(scenario(**{"fleet.groups.g.count": 3}), policy=Own())
+    assert seen
+    assert all(ordered is None for ordered in seen)
