@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -67,3 +69,21 @@ def test_earliest_departure_order_is_by_departure_then_queue_time_then_queue_pos
         queue, key=lambda v: (v.next_departure if v.next_departure is not None else math.inf, v.queued_at)
     )
     assert EarliestDeparturePolicy().order(queue) == expected
+
+
+def test_the_values_are_built_by_position_or_keyword_with_defaults_and_stay_frozen() -> None:
+    by_position = WaitingVehicle("v1", 1.0, None, 0.5, DC)
+    by_keyword = WaitingVehicle(soc=0.5, kinds=DC, vehicle_id="v1", next_departure=None, queued_at=1.0)
+    assert by_position == by_keyword
+    assert hash(by_position) == hash(by_keyword)
+    assert repr(by_position) == (
+        "WaitingVehicle(vehicle_id='v1', queued_at=1.0, next_departure=None, soc=0.5, kinds=frozenset({'dc'}))"
+    )
+    obs = DepotObservation(0.0, (by_position,), (), (), False)
+    assert obs.ordered is None  # the default
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        obs.now = 1.0  # type: ignore[misc]
+    with pytest.raises(TypeError, match="missing"):
+        PlugIn("v1")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="unexpected"):
+        Swap("a", "b", extra=1)  # type: ignore[call-arg]
