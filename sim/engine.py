@@ -79,7 +79,7 @@ class VehicleState:
 
     __slots__ = (
         "spec", "soc", "state", "session", "connector", "queued_at", "next_departure",
-        "wait_soc", "ready", "late_s", "kinds", "recorded", "queue_key",
+        "wait_soc", "ready", "late_s", "kinds", "recorded", "queue_key", "queued",
     )  # fmt: skip
 
     def __init__(self, spec: VehicleSpec) -> None:
@@ -95,6 +95,7 @@ class VehicleState:
         self.late_s = 0.0
         self.recorded = 0  # trips with a departures row so far
         self.queue_key: tuple[object, int] | None = None  # its place in the policy's queue order
+        self.queued = False  # in the engine's queue (a flag: the queue holds hundreds)
         self.kinds = frozenset(k for k, kw in (("ac", spec.max_ac_kw), ("dc", spec.max_dc_kw)) if kw > 0)
 
 
@@ -245,7 +246,7 @@ class Engine:
         self._price_keys = [p[0] for p in self._price_points]
         self.battery = StationaryBattery(cfg.site.battery) if cfg.site.battery else None
         self.site = SiteState(limit_kw=cfg.site.grid_kw if cfg.site.grid_kw else math.inf)
-        self.sessions: list[Session] = []
+        self.sessions: dict[Session, None] = {}  # plugged in, in plug-in order (a dict: removed in O(1))
         self.queue: list[VehicleState] = []
         self.loaded = loaded
         self._fault_rng = np.random.default_rng(fault_seed)
@@ -439,7 +440,7 @@ class Engine:
 
     def _set_next_departure(self, v: VehicleState, t: float | None) -> None:
         v.next_departure = t
-        if v.state == "queued" and v in self.queue:
+        if v.queued:
             view = self._views[self.queue.index(v)] = self._waiting_view(v, self.env.now)
             self._queue_views = None
             if self._queue_key is not None:
@@ -465,7 +466,7 @@ class Engine:
         self.env.call_in(delay, partial(self._plug_in_due, v), urgent=delay <= 0)
 
     def _plug_in_due(self, v: VehicleState) -> None:
-        if v.state == "depot" and v.session is None and v.connector is None and v not in self.queue:
+        if v.state == "depot" and v.session is None and v.connector is None and not v.queued:
             self._enqueue(v)
 
     def _cancel(self, v: VehicleState, trip: Trip, following: float | None, reason: str) -> None:
@@ -473,7 +474,7 @@ class Engine:
         self._record_departure(v, trip, None, soc, "cancelled", 0.0)
         self.recorder.event(self.env.now, "block_cancelled", v.spec.vehicle_id, value=soc, detail=reason)
         self._set_next_departure(v, following)
-        if v.state == "depot" and v.session is None and v.connector is None and v not in self.queue:
+        if v.state == "depot" and v.session is None and v.connector is None and not v.queued:
             self._enqueue(v)  # it stays in the depot: charge it for the next block
 
     def _action_process(self, action, offset: float):  # noqa: ANN001, ANN202
@@ -518,6 +519,7 @@ class Engine:
         v.state = "queued"
         v.queued_at = now
         self.queue.append(v)
+        v.queued = True
         view = self._waiting_view(v, now)
         self._views.append(view)
         self._queue_views = None
@@ -531,6 +533,7 @@ class Engine:
     def _dequeue(self, v: VehicleState) -> None:
         i = self.queue.index(v)
         del self.queue[i]
+        v.queued = False
         del self._views[i]
         self._queue_views = None
         if self._queue_key is not None:
@@ -554,7 +557,7 @@ class Engine:
     def _leave_depot(self, v: VehicleState) -> None:
         if v.session is not None:
             self._unplug(v.session, "departure")
-        if v in self.queue:
+        if v.queued:
             self._dequeue(v)
         if v.connector is not None:  # was being moved onto a connector
             conn = v.connector
@@ -591,7 +594,7 @@ class Engine:
         v.state = "plugged"
         v.connector = None
         self._claim(conn, v.spec.vehicle_id)
-        self.sessions.append(session)
+        self.sessions[session] = None
         if conn.status is not S.PREPARING:
             self._set_status(conn, S.PREPARING)
         self.recorder.vehicle(now, v.spec.vehicle_id, v.soc, "plugged", "plug_in")
@@ -610,7 +613,7 @@ class Engine:
         kwh = sl.kwh.item(row)
         eff = sl.eff.item(row)
         v.soc = soc
-        self.sessions.remove(session)
+        del self.sessions[session]
         if self._ff is not None:
             self._ff.close_row(row)
         else:
@@ -809,7 +812,7 @@ class Engine:
 
     def _queued(self, vehicle_id: str) -> VehicleState:
         v = self.by_vehicle.get(vehicle_id)
-        if v is None or v not in self.queue:
+        if v is None or not v.queued:
             raise PolicyError(f"{vehicle_id!r} is not waiting in the queue")
         return v
 
