@@ -1051,19 +1051,21 @@ class Engine:
         for a SoC, and the site's fixed levels of the current values are recorded."""
         return not (self._update_pending or self._dirty_alloc or self._dirty_decide or self._waits or self._site_moved)
 
-    def _fast_forward(self, since: float, timer_at: float) -> None:
+    def _fast_forward(self, since: float, timer_at: float, decide_first: bool = False) -> None:
         """Run the breakpoints before the next event of another process in compiled code.
 
         ``since`` is where the current power segment started, ``timer_at`` when the
         timer for the next breakpoint fires. See :mod:`sim.fast_forward`; then write what
-        it logged, in order, and set the timer where it stopped.
+        it logged, in order, and set the timer where it stopped. ``decide_first``: the
+        timer fired for the first breakpoint, which the loop handles even where a plug
+        swap may follow, then stops (see ``Loop.run``).
         """
         site = self.site
         loop = self._ff
         loop.run(
             since, self._timer_t, timer_at, self._throttled, self.env.next_foreign(), self.horizon, _EPS_T,
             self.tolerance, self._needs_hours, site.base_kw, site.pv_kw, self._has_pv, self.epoch_s,
-            self._ff_grid_kw(), not (self.ops.plug_swap and self.queue),
+            self._ff_grid_kw(), not (self.ops.plug_swap and self.queue), decide_first,
         )  # fmt: skip
         if loop.steps:
             self._take_run(loop, True)
@@ -1146,8 +1148,12 @@ class Engine:
 
     def _on_timer(self) -> None:
         if self._may_fast_forward_now(self.env.now):
-            self._fast_forward(self._seg_t, self.env.now)  # this breakpoint and the next ones
-            if self._ff.steps:
+            self._fast_forward(self._seg_t, self.env.now, True)  # this breakpoint and the next ones
+            loop = self._ff
+            if loop.steps:
+                if loop.decide:  # a session reached its target and a plug swap may follow
+                    self._dirty_decide = True
+                    self._request(alloc=loop.needs_alloc)
                 return
         self._timer_t = math.inf
         self.sim_events += 1

@@ -24,7 +24,10 @@ The loop stops, before changing anything, at the first breakpoint that needs Pyt
 a session reaching its target while a plug swap may follow (the operator policy
 decides), one that would reach it by rounding, the next event of another process, or
 full logs. A session reaching its target with no swap possible is handled in the loop
-and logged for the vehicle table.
+and logged for the vehicle table. When the engine's timer fires for a breakpoint where
+a swap may follow, the loop handles that one breakpoint and stops; the engine then asks
+its policy (and runs any full allocation the breakpoint needs after the decision, as
+its update does).
 The engine then sets its timer there. It runs only for the built-in strategies whose
 allocation depends on nothing but the sessions and the site (not ``cost_aware``, which
 plans over the tariff), without a stationary battery (dispatched in Python at every

@@ -81,7 +81,7 @@ cdef class Loop:
     cdef int64_t[::1] target_row
     # results of the last run
     cdef public double now, timer_t, timer_at
-    cdef public bint throttled, any_power
+    cdef public bint throttled, any_power, decide, needs_alloc
     cdef public Py_ssize_t steps, allocations, n_levels, n_status, n_targets
 
     def __init__(self, slots, row_curve, row_charger, member_start, members, span_kw, since, site_levels,
@@ -208,6 +208,8 @@ cdef class Loop:
         self.n_levels = 0
         self.n_status = 0
         self.n_targets = 0
+        self.decide = False
+        self.needs_alloc = False
 
     cdef void _find_power(self) noexcept:
         """Whether some row draws power (``any_power``), as the engine's ``Slots.any_power``."""
@@ -450,7 +452,7 @@ cdef class Loop:
 
     def run(self, double now, double timer_t, double timer_at, bint throttled, double until, double horizon,
             double eps_t, double tolerance, bint with_hours, double base_kw, double pv_kw, bint has_pv,
-            double epoch, double grid_kw, bint targets):
+            double epoch, double grid_kw, bint targets, bint decide_first=False):
         """Handle breakpoints while they need no decision and come before ``until``.
 
         Each one is what the engine's timer event would do: integrate to it (and log
@@ -464,10 +466,17 @@ cdef class Loop:
         With ``targets`` (no plug swap can follow: swapping is off or no vehicle
         queues), a session reaching its target is handled here too: it is logged for
         the engine's vehicle table and its limit goes to 0, as ``_on_timer`` does.
+
+        With ``decide_first`` (the engine's timer fired for the first breakpoint), a
+        first breakpoint where a session reaches its target and a plug swap may follow
+        is handled too, and the run stops after it with ``decide`` set: the engine asks
+        its policy, as ``_on_timer`` does. Where that breakpoint needs a full allocation,
+        it is left to the engine's update, after the decision (``needs_alloc``; the timer
+        is then cleared, as ``_on_timer`` leaves it).
         """
         self._reset_logs()
         self._run(now, timer_t, timer_at, throttled, until, horizon, eps_t, tolerance, with_hours, base_kw, pv_kw,
-                  has_pv, epoch, grid_kw, targets)
+                  has_pv, epoch, grid_kw, targets, decide_first)
 
     def allocate_run(self, double now, double eps_t, double tolerance, bint with_hours, bint waits, double epoch,
                      double grid_kw, double timer_t, double timer_at, double until, double horizon, double base_kw,
@@ -497,19 +506,19 @@ cdef class Loop:
             if nxt < INFINITY:
                 timer_at = now + (nxt - now if nxt - now > 0.0 else 0.0)
         self._run(now, timer_t, timer_at, throttled, until, horizon, eps_t, tolerance, with_hours, base_kw, pv_kw,
-                  has_pv, epoch, grid_kw, targets)
+                  has_pv, epoch, grid_kw, targets, False)
         return True
 
     cdef int _run(self, double now, double timer_t, double timer_at, bint throttled, double until, double horizon,
                   double eps_t, double tolerance, bint with_hours, double base_kw, double pv_kw, bint has_pv,
-                  double epoch, double grid_kw, bint targets) except -1:
+                  double epoch, double grid_kw, bint targets, bint decide_first) except -1:
         """:meth:`run` without resetting the logs and counters."""
         cdef Py_ssize_t n_rows = self.f.shape[1], n_chargers = self.span_kw.shape[0]
         cdef Py_ssize_t j, i, n, n_due, n_active, p
         cdef double t, h, due, new, target, delivered, drawn
         cdef double curve_kw, nxt
         cdef signed char m
-        cdef bint python, full, any_session
+        cdef bint python, swap_target, full, any_session
         cdef const double[::1] kw
         while timer_t < INFINITY and timer_at < until:
             if (self.n_levels + 6 + 3 * n_chargers > self.level_room
@@ -520,7 +529,7 @@ cdef class Loop:
             h = (t - now) / 3600.0
             due = t + eps_t
             # look before leaping: nothing may change if this breakpoint needs Python
-            python = False
+            python = swap_target = False
             for j in range(n_rows):
                 if not self.occupied[j]:
                     continue
@@ -529,12 +538,13 @@ cdef class Loop:
                 target = self.f[TARGET, j]
                 if self.f[NEXT_T, j] <= due:
                     if snapped_soc(new, self.f[CRIT, j], target) >= target - 1e-7 and not targets:
-                        python = True  # reaches its target, and a plug swap may follow
-                        break
+                        swap_target = True  # reaches its target, and a plug swap may follow
+                        if not (decide_first and self.steps == 0):
+                            break
                 elif m != 0 and new >= target - _EPS_SOC:
                     python = True  # would reach it by rounding: the engine stops it
                     break
-            if python:
+            if python or (swap_target and not (decide_first and self.steps == 0)):
                 break
             # the segment that ends here, recorded as the engine's _record_segment does
             if h > 0.0:
@@ -580,6 +590,11 @@ cdef class Loop:
                             if curve_kw > self.f[LIMIT, j] + 1e-9:
                                 full = True
                                 break
+            if full and swap_target:  # the allocation comes after the decision, in the engine's update
+                self.needs_alloc = True
+                timer_t = INFINITY
+                self.decide = True
+                break
             if full:
                 self.allocations += 1
                 n_active, _ = allocation_inputs(self.f, self.mode, self.sloped, self.occupied, with_hours,
@@ -608,6 +623,9 @@ cdef class Loop:
                 timer_t = nxt
                 if nxt < INFINITY:
                     timer_at = now + (nxt - now if nxt - now > 0.0 else 0.0)
+            if swap_target:  # the engine decides now
+                self.decide = True
+                break
         self._find_power()
         self.now = now
         self.timer_t = timer_t

@@ -139,3 +139,21 @@ def test_status_rows_written_by_the_loop_fill_widened_event_columns_too() -> Non
     events = plain.recorder.frames()["events"]
     assert (events["kind"] == "connector_status").sum() > 100  # the loop wrote status rows
     pd.testing.assert_frame_equal(widened.recorder.frames()["events"], events, check_exact=True)
+
+
+@pytest.mark.parametrize(("grid_kw", "allocation_after_decision"), [(120.0, True), (1000.0, False)])
+def test_a_target_where_a_plug_swap_follows_is_handled_by_the_loop_then_decided(
+    monkeypatch: pytest.MonkeyPatch, grid_kw: float, allocation_after_decision: bool
+) -> None:
+    """The timer's own breakpoint: the loop handles it and stops for the policy's decision."""
+    seen: list[bool] = []
+    on_timer = Engine._on_timer
+
+    def watched(engine: Engine) -> None:
+        on_timer(engine)
+        if engine._ff is not None and engine._ff.steps and engine._ff.decide:
+            seen.append(engine._ff.needs_alloc)
+
+    monkeypatch.setattr(Engine, "_on_timer", watched)
+    _assert_same_run(depot(12, 6, grid_kw, "least_laxity_first"))
+    assert allocation_after_decision in seen  # throttled sessions: the allocation waits for the update
