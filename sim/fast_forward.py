@@ -102,6 +102,7 @@ class Logs:
         self.span_kw = np.zeros(chargers)
         self.rows = np.zeros(rows, dtype=np.int64)
         self.kw = np.zeros(rows)
+        self.ahead = np.zeros(rows)  # each row's SoC at the breakpoint ahead, as the look-ahead found it
         self.seen = np.zeros(chargers, dtype=bool)
         self.row_mark = np.zeros(rows, dtype=bool)
         self.take = np.zeros(rows)  # an allocation's wanted kW (and, where the fill works in place, its result)

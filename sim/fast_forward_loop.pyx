@@ -14,7 +14,7 @@ from libc.stdint cimport int64_t
 
 from backend.charging.strategies.fill_kernels cimport builtin_view
 from sim.slot_kernels cimport (
-    A, B, CAP, CEIL, CHARGING, CRIT, DEP, EFF, HI, INV_EFF, KWH, LIMIT, LO, NEXT_T, POWER, SAFE_B, SOC,
+    A, ACC, B, CAP, CEIL, CHARGING, CRIT, DEP, EFF, HI, INV_EFF, KWH, LIMIT, LO, NEXT_T, POWER, SAFE_B, SOC,
     SUSPENDED_EV, SUSPENDED_EVSE, TARGET, TARGET_H, UNIT_H, WAIT,
     allocation_inputs, changed_rows, close_spans, due_breakpoints, earliest, free_and_full, integrate, plan,
     snapped_soc, soc_after,
@@ -51,7 +51,7 @@ cdef class Loop:
     cdef signed char[::1] status, due_kind
     cdef const int64_t[::1] row_charger, member_start, members, site_levels, charger_levels
     cdef int64_t[::1] rank, row_curve, rows_buf, due_rows, moved, span_charger
-    cdef double[::1] max_kw, energy, hours, kw_buf, span_kw, since, span_start, span_value
+    cdef double[::1] max_kw, energy, hours, kw_buf, span_kw, since, span_start, span_value, ahead
     cdef const int64_t[::1] soc_start, piece_start
     cdef const double[::1] socs, line_a, line_b, unit_h
     # the allocator: a built-in strategy (fill_kernels.builtin) over the session table's columns
@@ -149,6 +149,7 @@ cdef class Loop:
         self.seen = logs.seen
         self.rows_buf = logs.rows
         self.kw_buf = logs.kw
+        self.ahead = logs.ahead
 
     def set_curves(self, soc_start, piece_start, socs, line_a, line_b, unit_h):
         """Bind the curve table (its arrays are replaced when a curve is added)."""
@@ -240,6 +241,23 @@ cdef class Loop:
                              self.span_charger, self.span_start, self.span_value)
         for i in range(closed):
             self._level(self.charger_levels[self.span_charger[i]], self.span_start[i], self.span_value[i])
+
+    cdef (double, double) _integrate_ahead(self) noexcept:
+        """``slot_kernels.integrate`` to the breakpoint the look-ahead just checked, with
+        the SoCs it found there (the same ``soc_after``, so the same bits): (kWh
+        delivered, kWh drawn from the grid)."""
+        cdef double delivered = 0.0, drawn = 0.0, energy
+        cdef Py_ssize_t j
+        for j in range(self.f.shape[1]):
+            if self.mode[j] == 0:
+                continue
+            energy = (self.ahead[j] - self.f[SOC, j]) * self.f[CAP, j]
+            self.f[SOC, j] = self.ahead[j]
+            self.f[KWH, j] += energy
+            self.f[ACC, j] += energy
+            delivered += energy
+            drawn += energy * self.f[INV_EFF, j]
+        return delivered, drawn
 
     def segment(self, double start, double end, double base_kw, double pv_kw, bint has_pv, bint any_power):
         """The engine's ``_flush`` of [start, end] for these runs (no battery), once the site's
@@ -535,6 +553,7 @@ cdef class Loop:
                     continue
                 m = self.mode[j]
                 new = soc_after(self.f, m, self.sloped[j], j, h) if m != 0 else self.f[SOC, j]
+                self.ahead[j] = new
                 target = self.f[TARGET, j]
                 if self.f[NEXT_T, j] <= due:
                     if snapped_soc(new, self.f[CRIT, j], target) >= target - 1e-7 and not targets:
@@ -548,7 +567,7 @@ cdef class Loop:
                 break
             # the segment that ends here, recorded as the engine's _record_segment does
             if h > 0.0:
-                delivered, drawn = integrate(self.f, self.mode, self.sloped, h)
+                delivered, drawn = self._integrate_ahead()
                 self._log_segment(now, h, delivered, drawn, base_kw, pv_kw, has_pv)
                 now = t
             timer_t = INFINITY
