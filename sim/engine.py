@@ -251,10 +251,13 @@ class Engine:
         self.loaded = loaded
         self._fault_rng = np.random.default_rng(fault_seed)
         self._curves: dict[tuple[str, str], ChargeCurve] = {}
+        self._plug_curves: dict[tuple[str, str], tuple[ChargeCurve, int, float]] = {}
         self._next_sid = 1
+        self._grid_kw: float | None = None  # _ff_grid_kw until the site changes
         self._seg_t = 0.0
         self._dirty_alloc = False
         self._dirty_decide = False
+        self._update_call = self._update  # bound once: requested a few times per simulated event
         self._update_pending = False
         self._throttled = False
         self._timer_t = math.inf  # the breakpoint the environment's timer is set for
@@ -335,6 +338,7 @@ class Engine:
             self._flush()
             self.site.base_kw, self.site.pv_kw, self.site.price = change.base_kw, change.pv_kw, change.price
             self._site_moved = self._fixed_now() != self._fixed_levels
+            self._grid_kw = None
             self.sim_events += 1
             self._request(alloc=True)
 
@@ -496,6 +500,7 @@ class Engine:
             self._flush()
             self.site.limit_kw = action.grid_kw if action.grid_kw else math.inf
             self._site_moved = self._fixed_now() != self._fixed_levels
+            self._grid_kw = None
             value = action.grid_kw if action.grid_kw else math.nan
             self.recorder.event(now, "site_limit", value=value)
             self._request(alloc=True)
@@ -569,20 +574,14 @@ class Engine:
     def _plug(self, v: VehicleState, conn: Connector) -> None:
         now = self.env.now
         self._flush()
-        curve = self._curve_for(v, conn)
         row = self._row_of[conn.connector_id]
         target = self.ops.target_soc
+        curve, self._row_curve[row], target_h = self._plug_curve(v, conn)
         session = Session(self._next_sid, v, conn, curve, target, now, row)
         dep = self.epoch_s + v.next_departure if v.next_departure is not None else math.nan
-        self._row_curve[row], added = self._curve_table.index(curve)
         loop = self._ff
         if loop is not None:  # the same as slots.open, in one compiled call
-            if added:
-                self._curve_table.bind(loop)
-            loop.open_row(
-                row, v.soc, v.spec.battery_kwh, conn.charger.efficiency, target,
-                self.slots.target_hours(curve, target), session.sid, dep,
-            )  # fmt: skip
+            loop.open_row(row, v.soc, v.spec.battery_kwh, conn.charger.efficiency, target, target_h, session.sid, dep)
         else:
             self.slots.open(row, v.soc, v.spec.battery_kwh, conn.charger.efficiency, target, curve, session.sid, dep)
         if v.wait_soc is not None:
@@ -601,6 +600,19 @@ class Engine:
         if v.soc >= target - _EPS_SOC:  # nothing to charge: suspended by the vehicle at once
             self._apply_limits(np.array([row]), np.zeros(1), now)
         self._request(alloc=True)
+
+    def _plug_curve(self, v: VehicleState, conn: Connector) -> tuple[ChargeCurve, int, float]:
+        """The curve a vehicle charges along on a connector, its number in the curve table
+        and its hours to the run's target SoC: one lookup per plug-in after the first."""
+        key = (v.spec.type_name, conn.charger.charger_id)
+        found = self._plug_curves.get(key)
+        if found is None:
+            curve = self._curve_for(v, conn)
+            number, added = self._curve_table.index(curve)
+            if added and self._ff is not None:
+                self._curve_table.bind(self._ff)
+            found = self._plug_curves[key] = (curve, number, self.slots.target_hours(curve, self.ops.target_soc))
+        return found
 
     def _unplug(self, session: Session, reason: str) -> None:
         now = self.env.now
@@ -708,7 +720,7 @@ class Engine:
         self._dirty_decide |= decide
         if not self._update_pending:
             self._update_pending = True
-            self.env.call_in(0.0, self._update)
+            self.env.call_in(0.0, self._update_call)
 
     def _update(self, _event: simpy.Event | None = None) -> None:
         self._update_pending = False
@@ -1090,9 +1102,14 @@ class Engine:
                 self.env.clear_timer()
 
     def _ff_grid_kw(self) -> float:
-        """The site's grid kW as ``_reallocate`` passes it when :mod:`sim.fast_forward` may run (no battery)."""
-        site = self.site
-        return max(site.limit_kw - site.base_kw + site.pv_kw, 0.0)
+        """The site's grid kW as ``_reallocate`` passes it when :mod:`sim.fast_forward` may run (no battery).
+
+        Kept from one site change to the next (see ``_site_changed``)."""
+        kw = self._grid_kw
+        if kw is None:
+            site = self.site
+            kw = self._grid_kw = max(site.limit_kw - site.base_kw + site.pv_kw, 0.0)
+        return kw
 
     def _write_logs(self, loop: FF.Loop) -> None:
         """Record what a compiled call logged: targets reached, power levels, connector statuses, in order."""
