@@ -39,7 +39,7 @@ import simpy
 from backend.charging.allocation import CapacityGroup, SessionNeed, SiteSnapshot, get_strategy
 from backend.charging.table import SessionTable, get_table_strategy, group_caps
 from models.battery import ChargeCurve
-from models.charger import Charger, Connector, ConnectorStatus, build_chargers, check_transition
+from models.charger import TRANSITIONS, Charger, Connector, ConnectorStatus, build_chargers, check_transition
 from models.fleet import Trip, VehicleSpec, build_fleet
 from models.site import SiteChange, StationaryBattery, site_timeline
 from models.tariff import TouPrices
@@ -689,9 +689,11 @@ class Engine:
         self._claimed[self._row_of[conn.connector_id]] = vehicle_id is not None
 
     def _set_status(self, conn: Connector, status: ConnectorStatus, t: float | None = None) -> None:
-        if conn.status is status:
+        old = conn.status
+        if old is status:
             return
-        check_transition(conn.status, status)
+        if status not in TRANSITIONS[old]:
+            check_transition(old, status)  # raises
         conn.status = status
         row = self._row_of[conn.connector_id]
         self._available[row] = status is S.AVAILABLE
@@ -736,21 +738,20 @@ class Engine:
         now = self.env.now
         sl = self.slots
         if self._ff is not None:  # the same step with the arrays the loop holds
-            n_free, n_full = self._ff.free_and_full(self.ops.plug_swap)
+            free_rows, full_rows = self._ff.free_and_full(self.ops.plug_swap)
         else:
             n_free, n_full = K.free_and_full(
                 sl.f, sl.occupied, sl.rank, self._available, self._claimed, self.ops.plug_swap, self._free_rows,
                 self._full_rows,
             )  # fmt: skip
+            free_rows, full_rows = self._free_rows[:n_free].tolist(), self._full_rows[:n_full].tolist()
         views = self._free_views
-        free = tuple([views[j] for j in self._free_rows[:n_free].tolist()]) if n_free else ()
+        free = tuple([views[j] for j in free_rows]) if free_rows else ()
         full: tuple[FullVehicle, ...] = ()
-        if n_full:
+        if full_rows:
             row_session = self._row_session
             full = tuple([
-                s.full_view or self._full_view(s)
-                for s in [row_session[j] for j in self._full_rows[:n_full].tolist()]
-                if s is not None
+                s.full_view or self._full_view(s) for s in [row_session[j] for j in full_rows] if s is not None
             ])  # fmt: skip
         if not free and not full:
             return
@@ -1124,10 +1125,7 @@ class Engine:
             self.recorder.levels_logged()
         if loop.n_status:
             rec = self.recorder
-            touched = loop.write_status_events(
-                rec.e_time, rec.e_kind, rec.e_vehicle, rec.e_charger, rec.e_connector, rec.e_value, rec.e_detail,
-                self._status_kind_code,
-            )  # fmt: skip
+            touched = loop.write_status_events(rec.event_columns, self._status_kind_code)
             if touched is None:  # a name without a code yet, or a faulted charger: row by row
                 self._show_plans(*loop.status_log())
                 self._event_codes()

@@ -361,9 +361,9 @@ cdef class Loop:
         self.f[DEP, j] = NAN
         self.f[WAIT, j] = NAN
 
-    def write_status_events(self, array.array time, array.array kind, array.array vehicle, array.array charger,
-                            array.array connector, array.array value, array.array detail, int64_t kind_code):
-        """Append the logged status changes to the recorder's event columns as its
+    def write_status_events(self, list columns, int64_t kind_code):
+        """Append the logged status changes to the recorder's event columns (time, kind,
+        vehicle, charger, connector, value, detail: ``Recorder.event_columns``) as its
         ``connector_status`` rows (NaN value), in order; return the distinct rows touched.
 
         Returns None, writing nothing, when a code is not drawn yet (a name's first use
@@ -373,7 +373,10 @@ cdef class Loop:
         """
         cdef Py_ssize_t i, n = self.n_status, start
         cdef int64_t j
-        cdef array.array column
+        cdef array.array column, time, kind, vehicle, charger, connector, value, detail
+        if len(columns) != 7:
+            raise ValueError("expected the 7 event columns")
+        time, kind, vehicle, charger, connector, value, detail = columns
         if time.ob_descr.itemsize != 8 or value.ob_descr.itemsize != 8:
             raise TypeError("event time and value columns must be arrays of doubles")
         for column in (kind, vehicle, charger, connector, detail):
@@ -415,9 +418,12 @@ cdef class Loop:
                 [self.status_code[i] for i in range(n)])
 
     def free_and_full(self, bint with_full):
-        """:func:`sim.slot_kernels.free_and_full` with the bound arrays (the engine's ``_free_rows``/``_full_rows``)."""
-        return free_and_full(self.f, self.occupied, self.rank, self.available, self.claimed, with_full,
-                             self.free_rows, self.full_rows)
+        """:func:`sim.slot_kernels.free_and_full` with the bound arrays (the engine's ``_free_rows``/``_full_rows``),
+        as two lists of rows: free connectors, and sessions at their target in plug-in order."""
+        cdef Py_ssize_t i, n_free, n_full
+        n_free, n_full = free_and_full(self.f, self.occupied, self.rank, self.available, self.claimed, with_full,
+                                       self.free_rows, self.full_rows)
+        return [self.free_rows[i] for i in range(n_free)], [self.full_rows[i] for i in range(n_full)]
 
     def close_spans(self, const int64_t[::1] rows, double now, double tolerance, bint force):
         """The engine's ``_close_spans`` (:func:`sim.slot_kernels.close_spans`) with the bound arrays;

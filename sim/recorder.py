@@ -450,6 +450,12 @@ class Recorder:
             setattr(self, attr, array("i", getattr(self, attr)))
         self._bind_events()
 
+    @property
+    def event_columns(self) -> list[array]:
+        """The event columns in row order (time, kind, vehicle, charger, connector, value,
+        detail), for compiled code that appends rows itself; replaced when a column widens."""
+        return self._event_cols
+
     def _bind_events(self) -> None:
         """The event columns in row order, as :func:`sim.row_kernels.event_row` takes them
         (rebound whenever a column is replaced)."""
