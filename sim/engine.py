@@ -722,7 +722,7 @@ class Engine:
         self._dirty_decide |= decide
         if not self._update_pending:
             self._update_pending = True
-            self.env.call_in(0.0, self._update_call)
+            self.env.call_soon(self._update_call)
 
     def _update(self, _event: simpy.Event | None = None) -> None:
         self._update_pending = False

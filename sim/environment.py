@@ -12,7 +12,8 @@ events, so its head is the next event that is not the engine's own
 The slot takes its place in SimPy's order exactly as a timeout scheduled at the
 same moment would: same time arithmetic (``now + delay``), normal priority, and an
 insertion number drawn from the environment's own counter. Runs are therefore
-event-for-event the same as with a timeout.
+event-for-event the same as with a timeout. A second slot holds one zero-delay call
+(:meth:`call_soon`, the engine's update after a change) the same way.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class TimerEnvironment(simpy.Environment):
     def __init__(self, initial_time: float = 0) -> None:
         super().__init__(initial_time)
         self._timer: tuple[float, int, Callable[[], None]] | None = None
+        self._soon: tuple[float, int, Callable[[], None]] | None = None
 
     now = property(attrgetter("_now"), doc="The current simulation time (as SimPy's, read in C).")
 
@@ -45,6 +47,19 @@ class TimerEnvironment(simpy.Environment):
         event place) and the function after it; :meth:`step` calls it.
         """
         heappush(self._queue, (self._now + delay, URGENT if urgent else NORMAL, next(self._eid), None, fn))
+
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        """``call_in(0.0, fn)``, kept in a slot beside the queue while it is the only one.
+
+        The engine's update after a change is such a call, a few times per simulated
+        event; usually nothing else is due at the same instant, and the slot spares it
+        a push and a pop on the queue. It keeps the queue entry's place: same time,
+        normal priority and an insertion number from the same counter.
+        """
+        if self._soon is not None:
+            self.call_in(0.0, fn)
+            return
+        self._soon = (self._now, next(self._eid), fn)
 
     def set_timer(self, delay: float, callback: Callable[[], None]) -> None:
         """Call ``callback`` after ``delay`` seconds, replacing any timer not yet fired."""
@@ -69,16 +84,31 @@ class TimerEnvironment(simpy.Environment):
 
     def next_foreign(self) -> float:
         """Time of the next queued event other than the timer (``inf`` if none)."""
-        return super().peek()
+        head = super().peek()
+        soon = self._soon
+        return head if soon is None or head < soon[0] else soon[0]
 
     def peek(self) -> float:
         timer = self._timer
-        head = super().peek()
+        head = self.next_foreign()
         return head if timer is None or head < timer[0] else timer[0]
 
     def step(self) -> None:
         timer = self._timer
         queue = self._queue
+        soon = self._soon
+        if soon is not None:
+            # (time, NORMAL, order) before the timer's and the queue head's, field by field
+            t = soon[0]
+            if (timer is None or t < timer[0] or (t == timer[0] and soon[1] < timer[1])) and (
+                not queue
+                or t < queue[0][0]
+                or (t == queue[0][0] and (queue[0][1] > NORMAL or (queue[0][1] == NORMAL and soon[1] < queue[0][2])))
+            ):
+                self._soon = None
+                self._now = t
+                soon[2]()
+                return
         if timer is not None:
             # (time, NORMAL, order) < the head's (time, priority, order), compared field by field
             if queue:

@@ -115,3 +115,81 @@ def _call_trace(use_call: bool, plan: list[tuple[float, float, bool]]) -> list[t
 )
 def test_a_call_fires_in_the_order_a_timeout_or_a_started_process_would(plan) -> None:
     assert _call_trace(True, plan) == _call_trace(False, plan)
+
+
+def _soon_trace(use_slot: bool, plan: list[tuple[float, int, float, str]]) -> list[tuple[str, float]]:
+    """Processes wake at fixed times and ask for zero-delay calls (one or two, the second
+    from inside the first) and, some, a new timer, a later call or both.
+
+    With ``use_slot`` the zero-delay calls are :meth:`TimerEnvironment.call_soon` and the
+    timer is the slot; otherwise plain SimPy timeouts.
+    """
+    env = TimerEnvironment() if use_slot else simpy.Environment()
+    seen: list[tuple[str, float]] = []
+    generation = [0]
+
+    def soon(name: str, then: str | None = None) -> None:
+        def call() -> None:
+            seen.append((name, env.now))
+            if then is not None:
+                soon(then)
+
+        if use_slot:
+            env.call_soon(call)
+        else:
+            env.timeout(0.0).callbacks.append(lambda _e: call())
+
+    def arm(delay: float) -> None:
+        generation[0] += 1
+        gen = generation[0]
+
+        def fire() -> None:
+            if gen == generation[0]:
+                seen.append(("timer", env.now))
+
+        if use_slot:
+            env.set_timer(delay, fire)
+        else:
+            env.timeout(delay).callbacks.append(lambda _e: fire())
+
+    def proc(i: int, wake: float, calls: int, delay: float, then: str):  # noqa: ANN202
+        yield env.timeout(wake)
+        seen.append((f"p{i}", env.now))
+        if calls:
+            soon(f"s{i}", f"t{i}" if calls > 1 else None)
+        if "timer" in then:
+            arm(delay)
+        if "later" in then:
+            env.timeout(delay).callbacks.append(lambda _e: seen.append((f"l{i}", env.now)))
+
+    for i, (wake, calls, delay, then) in enumerate(plan):
+        env.process(proc(i, wake, calls, delay, then))
+    env.run()
+    return seen
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([0.0, 1.0, 2.0]),
+            st.integers(0, 2),
+            st.sampled_from([0.0, 0.5, 1.0]),
+            st.sampled_from(["", "timer", "later", "timer later"]),
+        ),
+        max_size=8,
+    )
+)
+def test_a_call_soon_fires_where_a_zero_delay_timeout_would(plan) -> None:
+    """Ties with timers, other calls and processes included; several pending at once too."""
+    assert _soon_trace(True, plan) == _soon_trace(False, plan)
+
+
+def test_a_pending_call_soon_counts_as_the_next_foreign_event() -> None:
+    env = TimerEnvironment()
+    env.timeout(5.0)
+    env.set_timer(1.0, lambda: None)
+    assert env.next_foreign() == 5.0
+    env.call_soon(lambda: None)
+    assert env.next_foreign() == 0.0
+    assert env.peek() == 0.0
