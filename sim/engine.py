@@ -296,6 +296,8 @@ class Engine:
                 self._status_name_code, self._faulted,
             )  # fmt: skip
             self._curve_table.bind(self._ff)
+            code_status = tuple(_CODE_STATUS.get(code) for code in range(max(_CODE_STATUS) + 1))
+            self._ff.bind_connectors(self.connectors, code_status, _PLUGGED_IN, check_transition)
 
     # --- public --------------------------------------------------------------------------
     def run(self) -> None:
@@ -1125,12 +1127,10 @@ class Engine:
             self.recorder.levels_logged()
         if loop.n_status:
             rec = self.recorder
-            touched = loop.write_status_events(rec.event_columns, self._status_kind_code)
-            if touched is None:  # a name without a code yet, or a faulted charger: row by row
+            if not loop.write_status_events(rec.event_columns, self._status_kind_code):
+                # a name without a code yet, or a faulted charger: row by row
                 self._show_plans(*loop.status_log())
                 self._event_codes()
-            else:
-                self._sync_statuses(touched)
 
     def _event_codes(self) -> None:
         """Look up the recorder's codes the compiled status rows use (see ``write_status_events``)."""
@@ -1142,18 +1142,6 @@ class Engine:
             self._row_charger_code[j] = code(conn.charger.charger_id)
             self._row_connector_code[j] = code(conn.connector_id)
             self._row_vehicle_code[j] = code(conn.vehicle)
-
-    def _sync_statuses(self, rows: list[int]) -> None:
-        """Set the connectors of ``rows`` to the status their codes now hold, after the compiled
-        loop wrote their status rows. Its moves are only among the plugged-in statuses,
-        between any two of which a connector may go."""
-        conns = self.connectors
-        codes = self.slots.status
-        for j in rows:
-            conn = conns[j]
-            if conn.status not in _PLUGGED_IN:
-                check_transition(conn.status, _CODE_STATUS[codes.item(j)])  # raises unless valid
-            conn.status = _CODE_STATUS[codes.item(j)]
 
     def _show_plans(self, times: list[float], rows: list[int], codes: list[int]) -> None:
         """:meth:`_show_plan` for each (t, row, code) the compiled code logged, in order: the

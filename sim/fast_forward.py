@@ -105,6 +105,7 @@ class Logs:
         self.ahead = np.zeros(rows)  # each row's SoC at the breakpoint ahead, as the look-ahead found it
         self.seen = np.zeros(chargers, dtype=bool)
         self.row_mark = np.zeros(rows, dtype=bool)
+        self.touched = np.zeros(rows, dtype=np.int64)  # rows whose status a call's rows moved, first touch first
         self.take = np.zeros(rows)  # an allocation's wanted kW (and, where the fill works in place, its result)
         self.key = np.zeros(rows)  # ... and its order key
         self.order = np.arange(rows, dtype=np.int64)  # ... the rows' order, kept from one allocation to the next

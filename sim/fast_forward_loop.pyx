@@ -64,6 +64,11 @@ cdef class Loop:
     cdef const int64_t[::1] row_vehicle_code, row_charger_code, row_connector_code, status_name_code
     cdef const unsigned char[::1] row_faulted
     cdef unsigned char[::1] row_mark  # scratch: rows seen, all False between calls
+    cdef int64_t[::1] touched
+    # the engine's connectors by row, with what setting their status takes (bind_connectors)
+    cdef list connectors
+    cdef tuple code_status
+    cdef object plugged_in, check_transition
     cdef object take  # scratch of the allocation: wanted kW (an array, and its view), order key
     cdef double[::1] take_view, key_view
     cdef int64_t[::1] kept_order, order_scratch
@@ -94,6 +99,7 @@ cdef class Loop:
         self.status_name_code = status_name_code
         self.row_faulted = row_faulted
         self.row_mark = logs.row_mark
+        self.touched = logs.touched
         self.take = logs.take
         self.take_view = logs.take
         self.key_view = logs.key
@@ -361,18 +367,33 @@ cdef class Loop:
         self.f[DEP, j] = NAN
         self.f[WAIT, j] = NAN
 
+    def bind_connectors(self, list connectors, tuple code_status, plugged_in, check_transition):
+        """The engine's connectors by row, the status object of each status code, the
+        statuses a plugged-in connector has, and the transition check: what
+        :meth:`write_status_events` needs to set each touched connector's status."""
+        if len(connectors) != self.f.shape[1]:
+            raise ValueError("one connector per row expected")
+        self.connectors = connectors
+        self.code_status = code_status
+        self.plugged_in = plugged_in
+        self.check_transition = check_transition
+
     def write_status_events(self, list columns, int64_t kind_code):
         """Append the logged status changes to the recorder's event columns (time, kind,
         vehicle, charger, connector, value, detail: ``Recorder.event_columns``) as its
-        ``connector_status`` rows (NaN value), in order; return the distinct rows touched.
+        ``connector_status`` rows (NaN value), in order; then set each touched
+        connector's status to its row's code (see :meth:`bind_connectors`), as the
+        engine's ``_set_status`` would: a connector not plugged in yet has its move
+        checked. Returns True.
 
-        Returns None, writing nothing, when a code is not drawn yet (a name's first use
+        Returns False, writing nothing, when a code is not drawn yet (a name's first use
         decides its place among the categories, so Python writes those rows) or a row is
         on a faulted charger (its status stays Faulted): the engine then writes the log
         row by row.
         """
-        cdef Py_ssize_t i, n = self.n_status, start
+        cdef Py_ssize_t i, n = self.n_status, start, n_touched
         cdef int64_t j
+        cdef object conn, new
         cdef array.array column, time, kind, vehicle, charger, connector, value, detail
         if len(columns) != 7:
             raise ValueError("expected the 7 event columns")
@@ -382,19 +403,21 @@ cdef class Loop:
         for column in (kind, vehicle, charger, connector, detail):
             if column.ob_descr.itemsize != 2 and column.ob_descr.itemsize != 4:
                 raise TypeError("event code columns must be arrays of int16 or int32")
+        if self.connectors is None:
+            raise RuntimeError("bind_connectors first")
         if kind_code < 0:
-            return None
+            return False
         for i in range(n):
             j = self.status_row[i]
             if (self.row_faulted[j] or self.row_vehicle_code[j] < -1 or self.row_charger_code[j] < 0
                     or self.row_connector_code[j] < 0 or self.status_name_code[self.status_code[i]] < 0):
-                return None
+                return False
         start = len(time)
         for column in (time, kind, vehicle, charger, connector, value, detail):
             if len(column) != start:
                 raise ValueError("event columns differ in length")
             array.resize_smart(column, start + n)
-        touched = []
+        n_touched = 0
         for i in range(n):
             j = self.status_row[i]
             time.data.as_doubles[start + i] = self.status_t[i]
@@ -406,10 +429,18 @@ cdef class Loop:
             _put(detail, start + i, self.status_name_code[self.status_code[i]])
             if not self.row_mark[j]:
                 self.row_mark[j] = True
-                touched.append(j)
-        for j in touched:
-            self.row_mark[j] = False
-        return touched
+                self.touched[n_touched] = j
+                n_touched += 1
+        for i in range(n_touched):
+            self.row_mark[self.touched[i]] = False
+        for i in range(n_touched):
+            j = self.touched[i]
+            conn = self.connectors[j]
+            new = self.code_status[self.status[j]]
+            if conn.status not in self.plugged_in:
+                self.check_transition(conn.status, new)  # raises unless valid
+            conn.status = new
+        return True
 
     def status_log(self):
         """The connector status changes of the last call, as lists: (times, rows, codes)."""

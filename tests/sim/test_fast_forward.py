@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from depot_builders import BASE
@@ -12,11 +13,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scenario_dicts import with_changes
 
+from models.charger import ConnectorStatus as S
+from models.charger import TransitionError
 from scenarios.loader import load_scenario
 from sim.engine import Engine
 from sim.result import TABLES
 
 ROOT = Path(__file__).resolve().parents[2]
+_PLUGGED = (S.PREPARING, S.CHARGING, S.SUSPENDED_EV, S.SUSPENDED_EVSE)
 COMPILED = ("uncontrolled", "equal_share", "earliest_departure_first", "least_laxity_first")
 
 
@@ -157,3 +161,29 @@ def test_a_target_where_a_plug_swap_follows_is_handled_by_the_loop_then_decided(
     monkeypatch.setattr(Engine, "_on_timer", watched)
     _assert_same_run(depot(12, 6, grid_kw, "least_laxity_first"))
     assert allocation_after_decision in seen  # throttled sessions: the allocation waits for the update
+
+
+def test_the_loop_sets_the_connector_statuses_and_checks_a_move_from_outside_plugged_in() -> None:
+    """After the loop writes status rows, each connector's status is its row's; a move
+    from a status that is not plugged in (here Available, forced) is checked and refused."""
+    class Stop(Exception):
+        pass
+
+    def stop_in_the_evening(done: float) -> None:
+        if done * 4 * 24 >= 20:  # 20:00 on the first day of four
+            raise Stop
+
+    engine = Engine(load_scenario(depot(12, 6, 120.0, "least_laxity_first")), fast_forward=True)
+    engine.progress = stop_in_the_evening
+    with pytest.raises(Stop):
+        engine.run()
+    codes = engine.slots.status
+    plugged = [j for j, conn in enumerate(engine.connectors) if conn.vehicle is not None and conn.status in _PLUGGED]
+    assert plugged
+    for j in plugged:  # the statuses the loop set agree with the rows' codes
+        status = engine.connectors[j].status
+        assert codes[j] == {S.CHARGING: 1, S.SUSPENDED_EV: 2, S.SUSPENDED_EVSE: 3}.get(status, codes[j])
+    j = next(j for j in plugged if engine.connectors[j].status is S.CHARGING)
+    engine.connectors[j].status = S.AVAILABLE  # not a status a session's row can move from
+    with pytest.raises(TransitionError, match="Available"):
+        engine._apply_limits(np.array([j]), np.zeros(1), engine.env.now)
