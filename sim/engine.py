@@ -623,20 +623,21 @@ class Engine:
         conn = session.connector
         sl = self.slots
         row = session.row
-        soc = sl.soc.item(row)
-        kwh = sl.kwh.item(row)
-        eff = sl.eff.item(row)
+        loop = self._ff
+        if loop is not None:  # the same steps in one compiled call
+            soc, kwh, eff, closed = loop.unplug_row(row, now, self.tolerance)
+            if closed:
+                self.recorder.levels_logged()
+        else:
+            soc, kwh, eff = sl.soc.item(row), sl.kwh.item(row), sl.eff.item(row)
+            sl.close(row)
+            self._close_spans(now, self._single_rows[row])
         v.soc = soc
         del self.sessions[session]
-        if self._ff is not None:
-            self._ff.close_row(row)
-        else:
-            sl.close(row)
         self._row_session[row] = None
         v.session = None
         v.state = "depot"
         self._claim(conn, None)
-        self._close_spans(now, self._single_rows[row])
         rec = self.recorder
         rec.sessions.add((
             session.sid, v.spec.vehicle_id, v.spec.type_name, conn.charger.charger_id, conn.connector_id,

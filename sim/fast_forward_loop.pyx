@@ -345,6 +345,27 @@ cdef class Loop:
         """:meth:`sim.slots.Slots.close` for row j (its ``ACC`` stays: it belongs to the charger's open span)."""
         if j < 0 or j >= self.f.shape[1]:
             raise IndexError(f"row {j} out of range")
+        self._close_row(j)
+
+    def unplug_row(self, Py_ssize_t j, double now, double tolerance):
+        """The engine's steps on row j when its session ends: read its SoC, kWh delivered and
+        efficiency, :meth:`close_row`, then close its charger's span as :meth:`close_spans`
+        of row j does. Returns (soc, kWh, efficiency, spans closed)."""
+        cdef double soc, kwh, eff
+        cdef Py_ssize_t i, closed
+        if j < 0 or j >= self.f.shape[1]:
+            raise IndexError(f"row {j} out of range")
+        soc, kwh, eff = self.f[SOC, j], self.f[KWH, j], self.f[EFF, j]
+        self._close_row(j)
+        self.rows_buf[0] = j
+        closed = close_spans(self.f, self.span_kw, self.since, self.rows_buf[:1], self.row_charger,
+                             self.member_start, self.members, self.seen, now, tolerance, False, self.span_charger,
+                             self.span_start, self.span_value)
+        for i in range(closed):
+            self._level(self.charger_levels[self.span_charger[i]], self.span_start[i], self.span_value[i])
+        return soc, kwh, eff, closed
+
+    cdef void _close_row(self, Py_ssize_t j) noexcept:
         self.occupied[j] = False
         self.f[SOC, j] = 0.0
         self.f[CEIL, j] = 0.0
