@@ -250,7 +250,6 @@ class Engine:
         self.queue: list[VehicleState] = []
         self.loaded = loaded
         self._fault_rng = np.random.default_rng(fault_seed)
-        self._curves: dict[tuple[str, str], ChargeCurve] = {}
         self._plug_curves: dict[tuple[str, str], tuple[ChargeCurve, int, float]] = {}
         self._next_sid = 1
         self._grid_kw: float | None = None  # _ff_grid_kw until the site changes
@@ -608,8 +607,8 @@ class Engine:
         and its hours to the run's target SoC: one lookup per plug-in after the first."""
         key = (v.spec.type_name, conn.charger.charger_id)
         found = self._plug_curves.get(key)
-        if found is None:
-            curve = self._curve_for(v, conn)
+        if found is None:  # the type's curve capped at what the connector and the vehicle take
+            curve = v.spec.curve.capped(min(conn.charger.connector_kw, v.spec.max_kw_for(conn.charger.kind)))
             number, added = self._curve_table.index(curve)
             if added and self._ff is not None:
                 self._curve_table.bind(self._ff)
@@ -704,15 +703,6 @@ class Engine:
         now = self.env.now if t is None else t
         charger_id = conn.charger.charger_id
         self.recorder.connector_status(now, conn.vehicle, charger_id, conn.connector_id, _STATUS_VALUE[status])
-
-    def _curve_for(self, v: VehicleState, conn: Connector) -> ChargeCurve:
-        key = (v.spec.type_name, conn.charger.charger_id)
-        curve = self._curves.get(key)
-        if curve is None:
-            cap_kw = min(conn.charger.connector_kw, v.spec.max_kw_for(conn.charger.kind))
-            curve = v.spec.curve.capped(cap_kw)
-            self._curves[key] = curve
-        return curve
 
     def _soc_now(self, v: VehicleState) -> float:
         if v.session is None:
