@@ -748,12 +748,7 @@ class Engine:
             ])  # fmt: skip
         if not free and not full:
             return
-        ordered = None
-        if self._queue_key is not None:
-            if self._sorted_views is None:
-                self._sorted_views = tuple(self._sorted)
-            ordered = self._sorted_views
-        obs = DepotObservation(now, self._waiting_views(), free, full, self.ops.plug_swap, ordered)
+        obs = DepotObservation(now, self._waiting_views(), free, full, self.ops.plug_swap, self._ordered_views())
         actions = self.policy.decide(obs)
         for action in actions:
             self._apply(action)
@@ -773,6 +768,15 @@ class Engine:
         if self._queue_views is None:
             self._queue_views = tuple(self._views)
         return self._queue_views
+
+    def _ordered_views(self) -> tuple[WaitingVehicle, ...] | None:
+        """The queue in the policy's key order (None unless the engine keeps it, see ``_sort_in``),
+        as a tuple made again only after the queue changed."""
+        if self._queue_key is None:
+            return None
+        if self._sorted_views is None:
+            self._sorted_views = tuple(self._sorted)
+        return self._sorted_views
 
     @staticmethod
     def _waiting_view(v: VehicleState, now: float) -> WaitingVehicle:

@@ -229,7 +229,7 @@ cdef class Loop:
 
     cdef void _apply(self, Py_ssize_t n, double now, double tolerance):
         """The engine's ``_apply_limits`` for rows_buf[:n] at kw_buf[:n]: plan, log status moves and spans."""
-        cdef Py_ssize_t i, moved, closed
+        cdef Py_ssize_t i, moved
         cdef int64_t j
         cdef signed char code
         moved = plan(self.f, self.mode, self.status, self.rows_buf[:n], self.kw_buf[:n], now, tolerance,
@@ -242,11 +242,7 @@ cdef class Loop:
             self.status_row[self.n_status] = j
             self.status_code[self.n_status] = code
             self.n_status += 1
-        closed = close_spans(self.f, self.span_kw, self.since, self.rows_buf[:n], self.row_charger,
-                             self.member_start, self.members, self.seen, now, tolerance, False,
-                             self.span_charger, self.span_start, self.span_value)
-        for i in range(closed):
-            self._level(self.charger_levels[self.span_charger[i]], self.span_start[i], self.span_value[i])
+        self._close_spans(self.rows_buf[:n], now, tolerance, False)
 
     cdef (double, double) _integrate_ahead(self) noexcept:
         """``slot_kernels.integrate`` to the breakpoint the look-ahead just checked, with
@@ -352,18 +348,12 @@ cdef class Loop:
         efficiency, :meth:`close_row`, then close its charger's span as :meth:`close_spans`
         of row j does. Returns (soc, kWh, efficiency, spans closed)."""
         cdef double soc, kwh, eff
-        cdef Py_ssize_t i, closed
         if j < 0 or j >= self.f.shape[1]:
             raise IndexError(f"row {j} out of range")
         soc, kwh, eff = self.f[SOC, j], self.f[KWH, j], self.f[EFF, j]
         self._close_row(j)
         self.rows_buf[0] = j
-        closed = close_spans(self.f, self.span_kw, self.since, self.rows_buf[:1], self.row_charger,
-                             self.member_start, self.members, self.seen, now, tolerance, False, self.span_charger,
-                             self.span_start, self.span_value)
-        for i in range(closed):
-            self._level(self.charger_levels[self.span_charger[i]], self.span_start[i], self.span_value[i])
-        return soc, kwh, eff, closed
+        return soc, kwh, eff, self._close_spans(self.rows_buf[:1], now, tolerance, False)
 
     cdef void _close_row(self, Py_ssize_t j) noexcept:
         self.occupied[j] = False
@@ -480,6 +470,9 @@ cdef class Loop:
     def close_spans(self, const int64_t[::1] rows, double now, double tolerance, bint force):
         """The engine's ``_close_spans`` (:func:`sim.slot_kernels.close_spans`) with the bound arrays;
         each closed span is logged as its charger's level. Returns how many closed."""
+        return self._close_spans(rows, now, tolerance, force)
+
+    cdef Py_ssize_t _close_spans(self, const int64_t[::1] rows, double now, double tolerance, bint force) except -1:
         cdef Py_ssize_t i, closed
         closed = close_spans(self.f, self.span_kw, self.since, rows, self.row_charger, self.member_start,
                              self.members, self.seen, now, tolerance, force, self.span_charger, self.span_start,
@@ -594,7 +587,7 @@ cdef class Loop:
         cdef double t, h, due, new, target, delivered, drawn
         cdef double curve_kw, nxt
         cdef signed char m
-        cdef bint python, swap_target, full, any_session
+        cdef bint python, swap_target, may_decide, full, any_session
         cdef const double[::1] kw
         while timer_t < INFINITY and timer_at < until:
             if (self.n_levels + 6 + 3 * n_chargers > self.level_room
@@ -606,6 +599,7 @@ cdef class Loop:
             due = t + eps_t
             # look before leaping: nothing may change if this breakpoint needs Python
             python = swap_target = False
+            may_decide = decide_first and self.steps == 0  # the timer's own breakpoint
             for j in range(n_rows):
                 if not self.occupied[j]:
                     continue
@@ -616,12 +610,12 @@ cdef class Loop:
                 if self.f[NEXT_T, j] <= due:
                     if snapped_soc(new, self.f[CRIT, j], target) >= target - 1e-7 and not targets:
                         swap_target = True  # reaches its target, and a plug swap may follow
-                        if not (decide_first and self.steps == 0):
+                        if not may_decide:
                             break
                 elif m != 0 and new >= target - _EPS_SOC:
                     python = True  # would reach it by rounding: the engine stops it
                     break
-            if python or (swap_target and not (decide_first and self.steps == 0)):
+            if python or (swap_target and not may_decide):
                 break
             # the segment that ends here, recorded as the engine's _record_segment does
             if h > 0.0:

@@ -298,6 +298,19 @@ cdef int64_t* _ordered(const double[::1] key, const int64_t[::1] rank) except NU
     return rows
 
 
+cdef int64_t* _rows_in_order(
+    const double[::1] key, const int64_t[::1] rank, int64_t* kept, int64_t* scratch
+) except NULL:
+    """The rows in :func:`order`'s order: ``kept`` (the last call's order) re-sorted in place
+    with ``scratch`` (see :func:`_resort`), or, without it, a new block the caller frees."""
+    cdef Py_ssize_t n = key.shape[0]
+    if kept == NULL:
+        return _ordered(key, rank)
+    if n:
+        _resort(&key[0], &rank[0], n, kept, scratch)
+    return kept
+
+
 cdef void _resort(
     const double* key, const int64_t* rank, Py_ssize_t n, int64_t* order, int64_t* scratch
 ) noexcept nogil:
@@ -410,12 +423,7 @@ cdef object _greedy_prefix(
     cdef int64_t* rows
     if efficiency.shape[0] != n or key.shape[0] != n or rank.shape[0] != n:
         raise ValueError("table columns differ in length")
-    if kept != NULL:
-        if n:
-            _resort(&key[0], &rank[0], n, kept, scratch)
-        rows = kept
-    else:
-        rows = _ordered(key, rank)
+    rows = _rows_in_order(key, rank, kept, scratch)
     for k in range(n):
         i = rows[k]
         room = left * efficiency[i]
@@ -468,12 +476,7 @@ cdef object _water_level(
         return np.zeros(n)
     if rank.shape[0] != n:
         raise ValueError("table columns differ in length")
-    if kept != NULL:
-        if n:
-            _resort(&maxima[0], &rank[0], n, kept, scratch)
-        by_max = kept
-    else:
-        by_max = _ordered(maxima, rank)
+    by_max = _rows_in_order(maxima, rank, kept, scratch)
     try:
         if n == 0:
             return take  # only a NaN grid gets here: there is nothing to share
