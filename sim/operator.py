@@ -22,37 +22,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass
 from operator import attrgetter
 from typing import Protocol
 
-
-def _set_by_slot(cls: type) -> type:
-    """Give a frozen slots dataclass an ``__init__`` that sets each field through its slot.
-
-    The one dataclasses writes sets each field with ``object.__setattr__`` (plain
-    assignment is what ``frozen`` forbids), which costs about twice as much; the engine
-    builds a few of these values per simulated event. Same fields, order and defaults;
-    the instances stay frozen.
-    """
-    names = [f.name for f in fields(cls)]
-    scope: dict[str, object] = {f"_set_{n}": getattr(cls, n).__set__ for n in names}
-    params = []
-    for f in fields(cls):
-        if f.default is MISSING:
-            params.append(f.name)
-        else:
-            scope[f"_default_{f.name}"] = f.default
-            params.append(f"{f.name}=_default_{f.name}")
-    body = "".join(f"    _set_{n}(self, {n})\n" for n in names)
-    exec(f"def __init__(self, {', '.join(params)}):\n{body}", scope)  # noqa: S102 - built from field names
-    init = scope["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
-    cls.__init__ = init
-    return cls
+from models.fast_init import init_by_slot
 
 
-@_set_by_slot
+@init_by_slot
 @dataclass(frozen=True, slots=True)
 class WaitingVehicle:
     """A vehicle in the queue for a connector."""
@@ -64,7 +41,7 @@ class WaitingVehicle:
     kinds: frozenset[str]
 
 
-@_set_by_slot
+@init_by_slot
 @dataclass(frozen=True, slots=True)
 class FreeConnector:
     """A connector ready for a vehicle."""
@@ -75,7 +52,7 @@ class FreeConnector:
     kw: float
 
 
-@_set_by_slot
+@init_by_slot
 @dataclass(frozen=True, slots=True)
 class FullVehicle:
     """A plugged vehicle at its target SoC (a plug-swap candidate)."""
@@ -86,7 +63,7 @@ class FullVehicle:
     next_departure: float | None
 
 
-@_set_by_slot
+@init_by_slot
 @dataclass(frozen=True, slots=True)
 class DepotObservation:
     """What a policy sees. Times are seconds after the run start.
@@ -109,7 +86,7 @@ class DepotObservation:
     ordered: tuple[WaitingVehicle, ...] | None = None
 
 
-@_set_by_slot
+@init_by_slot
 @dataclass(frozen=True, slots=True)
 class PlugIn:
     """Plug a queued vehicle into a free connector now."""
@@ -118,7 +95,7 @@ class PlugIn:
     connector_id: str
 
 
-@_set_by_slot
+@init_by_slot
 @dataclass(frozen=True, slots=True)
 class Swap:
     """Unplug a full vehicle and plug a queued one into its connector after the move delay."""

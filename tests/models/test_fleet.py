@@ -240,6 +240,50 @@ def test_heavy_jitter_never_makes_a_vehicle_leave_before_it_is_back() -> None:
                 assert trip.pull_in - trip.pull_out >= 600.0  # at least ten minutes out
 
 
+def _trips_slot_by_slot(slots: list, shift: float, jitter_s: float, km_jitter: float, per_kwh: float,
+                        sigma: float, horizon: float, rng: np.random.Generator) -> list[Trip]:  # fmt: skip
+    """The trips one slot at a time, with the generator's own normal and lognormal draws."""
+    trips: list[Trip] = []
+    last_in = -math.inf
+    for out_base, back_base, km in slots:
+        out = out_base + shift + (float(rng.normal(0.0, jitter_s)) if jitter_s else 0.0)
+        back = back_base + shift + (float(rng.normal(0.0, jitter_s)) if jitter_s else 0.0)
+        out = max(out, last_in)
+        back = max(back, out + 600.0)
+        if km_jitter:
+            km = km * max(float(rng.normal(1.0, km_jitter)), 0.05)
+        kwh = km * per_kwh * (float(rng.lognormal(-sigma * sigma / 2, sigma)) if sigma > 0 else 1.0)
+        if 0 <= out < horizon:
+            trips.append(Trip(len(trips), out, back, kwh))
+            last_in = back
+    return trips
+
+
+@pytest.mark.parametrize(("jitter", "km_jitter", "sigma"), [(10, 0.1, 0.2), (0, 0.1, 0.2), (25, 0, 0.3), (5, 0.2, 0)])
+def test_trips_are_exactly_the_slot_by_slot_draws(jitter: int, km_jitter: float, sigma: float) -> None:
+    from models.fleet import _daily_slots, _daily_trips
+
+    scenario = loaded(
+        duration="30d",
+        **{
+            "fleet.groups.g": group(7, jitter_minutes=jitter, km_jitter=km_jitter, stagger_minutes=90),
+            "fleet.vehicle_types.bus.consumption_sigma": sigma,
+        },
+    )
+    cfg = scenario.config
+    sched = cfg.fleet.groups["g"].schedule
+    vtype = cfg.fleet.vehicle_types["bus"]
+    slots = _daily_slots(cfg, sched)
+    horizon = cfg.duration.total_seconds()
+    for k in range(7):
+        got = _daily_trips(slots, sched, vtype, horizon, k, 7, np.random.default_rng(k))
+        want = _trips_slot_by_slot(
+            slots, sched.stagger_minutes * k / 7 * 60.0, jitter * 60.0, km_jitter, vtype.consumption_kwh_per_km,
+            sigma, horizon, np.random.default_rng(k),
+        )  # fmt: skip
+        assert got == want  # every field to the last bit
+
+
 def test_block_times_stay_at_local_clock_time_across_spring_forward() -> None:
     (vehicle,) = fleet(start="2025-03-08T00:00:00", timezone="America/Los_Angeles", duration="3d")
     start = datetime(2025, 3, 8, tzinfo=LA).astimezone(UTC)
