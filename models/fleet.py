@@ -104,9 +104,9 @@ def _noise(rng: np.random.Generator, sigma: float) -> float:
     return float(rng.lognormal(-sigma * sigma / 2, sigma)) if sigma > 0 else 1.0
 
 
-def _daily_slots(config: Scenario, schedule: DailySchedule) -> list[tuple[float, float, float]]:
-    """Every block on every operating day, as (pull-out s, pull-in s, km) before a
-    vehicle's stagger and jitter: the same for every vehicle of the group, so the
+def _daily_slots(config: Scenario, schedule: DailySchedule) -> np.ndarray:
+    """Every block on every operating day, as rows of (pull-out s, pull-in s, km) before
+    a vehicle's stagger and jitter: the same for every vehicle of the group, so the
     local-time arithmetic runs once per group rather than once per vehicle."""
     tz = config.tz
     start = config.start_utc
@@ -121,11 +121,11 @@ def _daily_slots(config: Scenario, schedule: DailySchedule) -> list[tuple[float,
                 back_min = block.pull_in if block.pull_in > block.pull_out else block.pull_in + 1440
                 slots.append((_offset(midnight, block.pull_out, start), _offset(midnight, back_min, start), block.km))
         day += timedelta(days=1)
-    return slots
+    return np.array(slots, dtype=np.float64).reshape(len(slots), 3)
 
 
 def _daily_trips(
-    slots: list[tuple[float, float, float]],
+    slots: np.ndarray,
     schedule: DailySchedule,
     vtype: VehicleType,
     horizon: float,
@@ -149,7 +149,7 @@ def _daily_trips(
     per_kwh = vtype.consumption_kwh_per_km
     per_slot = 2 * bool(schedule.jitter_minutes) + bool(km_jitter) + (sigma > 0)
     z = rng.standard_normal(per_slot * len(slots)).reshape(len(slots), per_slot)
-    base = np.array(slots, dtype=np.float64).reshape(len(slots), 3)
+    base = slots
     # the same float operations as one slot at a time, per column (numpy's elementwise
     # + and * round as Python's do; exp stays math.exp, whose last bit numpy may not share)
     out = base[:, 0] + shift
@@ -164,10 +164,16 @@ def _daily_trips(
     kwh = (km * per_kwh).tolist()
     if sigma > 0:
         kwh = [k * math.exp(x) for k, x in zip(kwh, (mean + sigma * z[:, col]).tolist(), strict=True)]
+    # a block starts after the one before it is back, and lasts at least _MIN_BLOCK_S:
+    # where every slot already does, the blocks in the run are the trips as they are
+    if len(out) and (out[1:] >= back[:-1]).all() and (back >= out + _MIN_BLOCK_S).all():
+        inside = ((out >= 0) & (out < horizon)).tolist()
+        rows = zip(out.tolist(), back.tolist(), kwh, inside, strict=True)
+        kept = [(t_out, t_back, t_kwh) for t_out, t_back, t_kwh, keep in rows if keep]
+        return [Trip(i, t_out, t_back, t_kwh) for i, (t_out, t_back, t_kwh) in enumerate(kept)]
     trips: list[Trip] = []
     last_in = -math.inf
     for t_out, t_back, t_kwh in zip(out.tolist(), back.tolist(), kwh, strict=True):
-        # a block starts after the one before it is back, and lasts at least _MIN_BLOCK_S
         if t_out < last_in:
             t_out = last_in
         if t_back < t_out + _MIN_BLOCK_S:

@@ -259,16 +259,33 @@ def _trips_slot_by_slot(slots: list, shift: float, jitter_s: float, km_jitter: f
     return trips
 
 
-@pytest.mark.parametrize(("jitter", "km_jitter", "sigma"), [(10, 0.1, 0.2), (0, 0.1, 0.2), (25, 0, 0.3), (5, 0.2, 0)])
-def test_trips_are_exactly_the_slot_by_slot_draws(jitter: int, km_jitter: float, sigma: float) -> None:
+CLOSE_BLOCKS = [
+    {"pull_out": "06:00", "pull_in": "06:30", "km": 10},
+    {"pull_out": "06:40", "pull_in": "07:00", "km": 10},
+]
+
+
+@pytest.mark.parametrize(
+    ("jitter", "km_jitter", "sigma", "blocks"),
+    [
+        (10, 0.1, 0.2, None),
+        (0, 0.1, 0.2, None),
+        (25, 0, 0.3, None),
+        (5, 0.2, 0, None),
+        (30, 0.1, 0.2, CLOSE_BLOCKS),  # blocks pushed back by the one before: trips built one by one
+    ],
+)
+def test_trips_are_exactly_the_slot_by_slot_draws(
+    jitter: int, km_jitter: float, sigma: float, blocks: list[dict[str, Any]] | None
+) -> None:
     from models.fleet import _daily_slots, _daily_trips
 
+    fields = {"jitter_minutes": jitter, "km_jitter": km_jitter, "stagger_minutes": 90}
+    if blocks is not None:
+        fields["blocks"] = blocks
     scenario = loaded(
         duration="30d",
-        **{
-            "fleet.groups.g": group(7, jitter_minutes=jitter, km_jitter=km_jitter, stagger_minutes=90),
-            "fleet.vehicle_types.bus.consumption_sigma": sigma,
-        },
+        **{"fleet.groups.g": group(7, **fields), "fleet.vehicle_types.bus.consumption_sigma": sigma},
     )
     cfg = scenario.config
     sched = cfg.fleet.groups["g"].schedule
