@@ -164,6 +164,9 @@ class Engine:
         self.horizon = cfg.duration.total_seconds()
         self.progress = progress
         self.recorder = Recorder(cfg.start_utc)
+        # for compiled code that writes event rows: the columns (one list for the run) and the names' codes
+        self._event_columns = self.recorder.event_columns
+        self._event_name_codes = self.recorder.event_name_codes
         fleet_seed, fault_seed = np.random.SeedSequence(cfg.seed).spawn(2)
         self.vehicles = [
             VehicleState(s) for s in build_fleet(cfg, dict(loaded.dated_blocks), np.random.default_rng(fleet_seed))
@@ -296,7 +299,10 @@ class Engine:
             )  # fmt: skip
             self._curve_table.bind(self._ff)
             code_status = tuple(_CODE_STATUS.get(code) for code in range(max(_CODE_STATUS) + 1))
-            self._ff.bind_connectors(self.connectors, code_status, _PLUGGED_IN, check_transition)
+            self._ff.bind_connectors(
+                self.connectors, code_status, _PLUGGED_IN, check_transition, TRANSITIONS, S.AVAILABLE, _STATUS_CODE,
+                _STATUS_VALUE,
+            )  # fmt: skip
 
     # --- public --------------------------------------------------------------------------
     def run(self) -> None:
@@ -691,16 +697,22 @@ class Engine:
         self._claimed[self._row_of[conn.connector_id]] = vehicle_id is not None
 
     def _set_status(self, conn: Connector, status: ConnectorStatus, t: float | None = None) -> None:
+        now = self.env.now if t is None else t
+        row = self._row_of[conn.connector_id]
+        loop = self._ff
+        # the same steps in one compiled call, unless a name needs a code first
+        if loop is not None and loop.set_status(
+            row, status, now, self._event_columns, self._event_name_codes, self._status_kind_code
+        ):
+            return
         old = conn.status
         if old is status:
             return
         if status not in TRANSITIONS[old]:
             check_transition(old, status)  # raises
         conn.status = status
-        row = self._row_of[conn.connector_id]
         self._available[row] = status is S.AVAILABLE
         self.slots.status[row] = _STATUS_CODE.get(status, 0)
-        now = self.env.now if t is None else t
         charger_id = conn.charger.charger_id
         self.recorder.connector_status(now, conn.vehicle, charger_id, conn.connector_id, _STATUS_VALUE[status])
 
@@ -1120,12 +1132,10 @@ class Engine:
                 vehicle(t, self._row_session[j].vehicle.spec.vehicle_id, soc.item(j), "plugged", "target_reached")
         if loop.n_levels:  # appended to the recorder's level log by the loop
             self.recorder.levels_logged()
-        if loop.n_status:
-            rec = self.recorder
-            if not loop.write_status_events(rec.event_columns, self._status_kind_code):
-                # a name without a code yet, or a faulted charger: row by row
-                self._show_plans(*loop.status_log())
-                self._event_codes()
+        if loop.n_status and not loop.write_status_events(self._event_columns, self._status_kind_code):
+            # a name without a code yet, or a faulted charger: row by row
+            self._show_plans(*loop.status_log())
+            self._event_codes()
 
     def _event_codes(self) -> None:
         """Look up the recorder's codes the compiled status rows use (see ``write_status_events``)."""

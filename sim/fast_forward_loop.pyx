@@ -21,6 +21,8 @@ from sim.slot_kernels cimport (
 )
 
 cdef double _EPS_SOC = 1e-9
+cdef enum:
+    MAX_STATUSES = 16
 cdef double _FLAT = 1e-12
 cdef double _HUGE_H = 1e18
 
@@ -69,11 +71,18 @@ cdef class Loop:
     cdef list connectors
     cdef tuple code_status
     cdef object plugged_in, check_transition
+    # set_status: every status (found by identity: an enum member's hash is a Python call),
+    # and by its index the moves allowed, its code (0: none), its name and whether it is Available
+    cdef tuple statuses, status_names
+    cdef unsigned char allowed[MAX_STATUSES][MAX_STATUSES]
+    cdef signed char status_plan_code[MAX_STATUSES]
+    cdef unsigned char status_available[MAX_STATUSES]
     cdef object take  # scratch of the allocation: wanted kW (an array, and its view), order key
     cdef double[::1] take_view, key_view
     cdef int64_t[::1] kept_order, order_scratch
     # the operator policy's choices (free_and_full)
-    cdef const unsigned char[::1] available, claimed
+    cdef unsigned char[::1] available
+    cdef const unsigned char[::1] claimed
     cdef int64_t[::1] free_rows, full_rows
     # level changes go straight into the recorder's level log (Recorder.level_log); the
     # other logs the engine writes to its recorder after each call
@@ -378,16 +387,109 @@ cdef class Loop:
         self.f[DEP, j] = NAN
         self.f[WAIT, j] = NAN
 
-    def bind_connectors(self, list connectors, tuple code_status, plugged_in, check_transition):
+    def bind_connectors(self, list connectors, tuple code_status, plugged_in, check_transition, dict transitions,
+                        available_status, dict plan_code, dict status_name):
         """The engine's connectors by row, the status object of each status code, the
         statuses a plugged-in connector has, and the transition check: what
-        :meth:`write_status_events` needs to set each touched connector's status."""
+        :meth:`write_status_events` needs to set each touched connector's status. For
+        :meth:`set_status`: the moves allowed from each status (``TRANSITIONS``), the
+        Available status, and each status's code (absent: 0) and name."""
         if len(connectors) != self.f.shape[1]:
             raise ValueError("one connector per row expected")
         self.connectors = connectors
         self.code_status = code_status
         self.plugged_in = plugged_in
         self.check_transition = check_transition
+        cdef Py_ssize_t i, k
+        statuses = tuple(transitions)
+        if len(statuses) > MAX_STATUSES:
+            raise ValueError(f"at most {MAX_STATUSES} statuses")
+        for i in range(len(statuses)):
+            for k in range(len(statuses)):
+                self.allowed[i][k] = statuses[k] in transitions[statuses[i]]
+            self.status_plan_code[i] = plan_code.get(statuses[i], 0)
+            self.status_available[i] = statuses[i] is available_status
+        self.status_names = tuple(status_name[x] for x in statuses)
+        self.statuses = statuses
+
+    cdef Py_ssize_t _status_index(self, status) except -1:
+        cdef Py_ssize_t i
+        for i in range(len(self.statuses)):
+            if self.statuses[i] is status:
+                return i
+        raise ValueError(f"unknown connector status {status!r}")
+
+    def set_status(self, Py_ssize_t j, status, double t, list columns, dict codes, int64_t kind_code):
+        """The engine's ``_set_status`` for row j's connector in one call: check the move
+        (``check_transition`` raises on an invalid one), set the status, the row's
+        Available flag and status code, and append its ``connector_status`` event row
+        (time ``t``, the connector's vehicle, charger and connector, no value, the
+        status's name) to the recorder's event columns (``Recorder.event_columns``, with
+        its name codes ``codes``). Returns True.
+
+        Returns False, changing nothing, where the row needs the engine's Python path: a
+        name without a code yet (its first use decides its place among the categories)
+        or one its column cannot hold yet.
+        """
+        cdef object conn, old, vehicle, found
+        cdef int64_t v, d, c, o
+        cdef Py_ssize_t start, i_old, i_new
+        cdef array.array column, time, kind, vehicle_col, charger, connector, value, detail
+        if j < 0 or j >= self.f.shape[1]:
+            raise IndexError(f"row {j} out of range")
+        if self.statuses is None:
+            raise RuntimeError("bind_connectors first")
+        conn = self.connectors[j]
+        old = conn.status
+        if old is status:
+            return True
+        i_old = self._status_index(old)
+        i_new = self._status_index(status)
+        if len(columns) != 7:
+            raise ValueError("expected the 7 event columns")
+        time, kind, vehicle_col, charger, connector, value, detail = columns
+        if time.ob_descr.itemsize != 8 or value.ob_descr.itemsize != 8:
+            raise TypeError("event time and value columns must be arrays of doubles")
+        for column in (kind, vehicle_col, charger, connector, detail):
+            if column.ob_descr.itemsize != 2 and column.ob_descr.itemsize != 4:
+                raise TypeError("event code columns must be arrays of int16 or int32")
+        vehicle = conn.vehicle
+        v = -1
+        if vehicle is not None:
+            found = codes.get(vehicle)
+            if found is None:
+                return False
+            v = found
+        found = codes.get(self.status_names[i_new])
+        if found is None:
+            return False
+        d = found
+        c = self.row_charger_code[j]
+        o = self.row_connector_code[j]
+        if kind_code < 0 or c < 0 or o < 0:
+            return False
+        if max(kind_code, v, c, o, d) > 32767:
+            for column in (kind, vehicle_col, charger, connector, detail):
+                if column.ob_descr.itemsize == 2:
+                    return False  # the recorder widens its code columns first
+        if not self.allowed[i_old][i_new]:
+            self.check_transition(old, status)  # raises
+        conn.status = status
+        self.available[j] = self.status_available[i_new]
+        self.status[j] = self.status_plan_code[i_new]
+        start = len(time)
+        for column in columns:
+            if len(column) != start:
+                raise ValueError("event columns differ in length")
+            array.resize_smart(column, start + 1)
+        time.data.as_doubles[start] = t
+        value.data.as_doubles[start] = NAN
+        _put(kind, start, kind_code)
+        _put(vehicle_col, start, v)
+        _put(charger, start, c)
+        _put(connector, start, o)
+        _put(detail, start, d)
+        return True
 
     def write_status_events(self, list columns, int64_t kind_code):
         """Append the logged status changes to the recorder's event columns (time, kind,

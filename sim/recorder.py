@@ -226,6 +226,7 @@ class Recorder:
         self.e_charger = array("h")
         self.e_connector = array("h")
         self.e_detail = array("h")
+        self._event_cols: list[array] = []
         self._bind_events()
         rows = self._row_strings = _Strings()  # codes of row tables never reach a categorical: their own table
         self.sessions = Rows(
@@ -453,13 +454,20 @@ class Recorder:
     @property
     def event_columns(self) -> list[array]:
         """The event columns in row order (time, kind, vehicle, charger, connector, value,
-        detail), for compiled code that appends rows itself; replaced when a column widens."""
+        detail), for compiled code that appends rows itself: one list for the run, whose
+        items are replaced when a column widens or the table is released."""
         return self._event_cols
 
+    @property
+    def event_name_codes(self) -> dict[str, int]:
+        """Every name with a code in the event columns, by name (read-only to callers), for
+        compiled code that appends rows itself and leaves names without one to :meth:`event`."""
+        return self._strings.codes
+
     def _bind_events(self) -> None:
-        """The event columns in row order, as :func:`sim.row_kernels.event_row` takes them
-        (rebound whenever a column is replaced)."""
-        self._event_cols = [
+        """The event columns in row order, as :func:`sim.row_kernels.event_row` takes them,
+        put in the one list :attr:`event_columns` whenever a column is replaced."""
+        self._event_cols[:] = [
             self.e_time, self.e_kind, self.e_vehicle, self.e_charger, self.e_connector, self.e_value, self.e_detail
         ]
 

@@ -187,3 +187,38 @@ def test_the_loop_sets_the_connector_statuses_and_checks_a_move_from_outside_plu
     engine.connectors[j].status = S.AVAILABLE  # not a status a session's row can move from
     with pytest.raises(TransitionError, match="Available"):
         engine._apply_limits(np.array([j]), np.zeros(1), engine.env.now)
+
+
+def test_the_loop_sets_one_status_as_the_engine_does_or_leaves_it_to_python() -> None:
+    """``Loop.set_status``: a valid move sets the status, the row's flags and one event row;
+    an invalid move raises and changes nothing; a name without a code yet is left to the
+    engine's Python path (False, nothing changed)."""
+    engine = _run(depot(4, 2, 120.0, "least_laxity_first"), True)  # after it: all Available, names coded
+    rec, loop = engine.recorder, engine._ff
+    j = 0
+    conn = engine.connectors[j]
+    assert conn.status is S.AVAILABLE
+    assert engine._available[j]
+    rows = len(rec.e_time)
+    args = (engine._event_columns, engine._event_name_codes, engine._status_kind_code)
+    with pytest.raises(TransitionError, match="Available"):
+        loop.set_status(j, S.CHARGING, 5.0, *args)
+    assert conn.status is S.AVAILABLE
+    assert len(rec.e_time) == rows
+    conn.vehicle = "a vehicle the recorder has not named"
+    assert not loop.set_status(j, S.PREPARING, 5.0, *args)
+    assert conn.status is S.AVAILABLE
+    assert len(rec.e_time) == rows
+    conn.vehicle = None
+    assert loop.set_status(j, S.PREPARING, 5.0, *args)
+    assert conn.status is S.PREPARING
+    assert not engine._available[j]
+    assert engine.slots.status[j] == 0
+    events = rec.frame("events", release=False)
+    assert len(events) == rows + 1
+    last = events.iloc[-1]
+    assert (last["kind"], last["connector_id"], last["detail"]) == ("connector_status", conn.connector_id, "Preparing")
+    assert pd.isna(last["vehicle_id"])
+    assert pd.isna(last["value"])
+    assert loop.set_status(j, S.PREPARING, 6.0, *args)
+    assert len(rec.e_time) == rows + 1
