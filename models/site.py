@@ -48,23 +48,25 @@ def site_timeline(
     pv_shape = None
     if site.pv is not None and site.pv.csv is None:
         pv_shape = tuple(site.pv.peak_kw * f for f in site.pv.shape)
+    profile_keys = [p[0] for p in pv_profile] if pv_profile else []
+    price_at: dict[tuple[int, int], float] = {}  # by (local weekday, minute): a year has ~9,000 boundaries
     changes: list[SiteChange] = []
+    last: tuple[float, float, float] | None = None
     for offset, local in local_boundaries(start, end, tz, (*hourly, *prices.boundary_minutes())):
         hour = local.hour
         pv = 0.0
         if pv_shape is not None:
             pv = pv_shape[hour]
         elif pv_profile:
-            pv = _profile_at(pv_profile, local.replace(minute=0, second=0, microsecond=0))
-        change = SiteChange(
-            offset, base[hour] + standby, pv, prices.price(local.weekday(), local.hour * 60 + local.minute)
-        )
-        if not changes or (changes[-1].base_kw, changes[-1].pv_kw, changes[-1].price) != (
-            change.base_kw,
-            change.pv_kw,
-            change.price,
-        ):
-            changes.append(change)
+            pv = _profile_at(pv_profile, local.replace(minute=0, second=0, microsecond=0), profile_keys)
+        when = (local.weekday(), hour * 60 + local.minute)
+        price = price_at.get(when)
+        if price is None:
+            price = price_at[when] = prices.price(*when)
+        values = (base[hour] + standby, pv, price)
+        if values != last:  # a change only where some value moves
+            changes.append(SiteChange(offset, *values))
+            last = values
     return tuple(changes)
 
 
@@ -79,10 +81,14 @@ def standby_kw(config: Scenario) -> float:
     return total
 
 
-def _profile_at(profile: tuple[tuple[float, float], ...], local: datetime) -> float:
+def _profile_at(
+    profile: tuple[tuple[float, float], ...], local: datetime, keys: list[float] | None = None
+) -> float:
+    """The profile's value at ``local``; ``keys`` are its times (made here when not given)."""
     # keyed by local wall-clock time into the year, as the loader keys the CSV rows
     offset = (local.timetuple().tm_yday - 1) * 86400.0 + local.hour * 3600.0 + local.minute * 60.0
-    keys = [p[0] for p in profile]
+    if keys is None:
+        keys = [p[0] for p in profile]
     i = bisect_right(keys, offset) - 1
     return profile[i][1] if i >= 0 else profile[-1][1]
 

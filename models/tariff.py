@@ -68,12 +68,13 @@ def local_boundaries(
     out: dict[float, datetime] = {0.0: start_utc.astimezone(tz)}
     day = start_utc.astimezone(tz).date() - timedelta(days=1)
     last_day = end_utc.astimezone(tz).date() + timedelta(days=1)
+    span = (end_utc - start_utc).total_seconds()
     while day <= last_day:
         for minute in marks:
             local = datetime(day.year, day.month, day.day, minute // 60, minute % 60, tzinfo=tz)
             utc = local.astimezone(UTC)
             offset = (utc - start_utc).total_seconds()
-            if 0 < offset < (end_utc - start_utc).total_seconds():
-                out.setdefault(offset, utc.astimezone(tz))
+            if 0 < offset < span and offset not in out:
+                out[offset] = utc.astimezone(tz)
         day += timedelta(days=1)
     return sorted(out.items())
