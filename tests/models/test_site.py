@@ -82,6 +82,35 @@ def test_pv_without_a_shape_is_the_default_shape_times_the_peak() -> None:
     assert sum(1 for c in timeline if c.pv_kw == 0.0) == 2  # 00:00 and 20:00
 
 
+def test_a_pv_profile_gives_each_local_hour_its_value_over_a_dst_change() -> None:
+    """A CSV profile (keyed by local time into the year) is read at every local hour."""
+    from models.site import _profile_at
+
+    berlin = ZoneInfo("Europe/Berlin")
+    profile = tuple((h * 3600.0, float(h % 97)) for h in range(365 * 24))  # no two neighbouring hours alike
+    from model_scenarios import scenario_dict
+
+    from scenarios.config import Scenario
+
+    data = scenario_dict(
+        start="2025-03-29T00:00:00",
+        timezone="Europe/Berlin",
+        duration="3d",
+        **{"site.pv": {"peak_kw": 100, "csv": "pv.csv"}},  # the loader reads the file; the profile is given here
+    )
+    cfg = Scenario.model_validate(data)
+    timeline = site_timeline(cfg, profile)
+    start = cfg.start_utc
+    seen = 0
+    for h in range(71):  # local hours across the spring-forward night (one of them does not exist)
+        t = h * 3600.0
+        local = (start + timedelta(seconds=t)).astimezone(berlin)
+        assert change_at(timeline, t).pv_kw == _profile_at(profile, local.replace(minute=0)), local
+        seen += 1
+    assert seen == 71
+    assert len(timeline) > 60  # a change at (nearly) every hour
+
+
 def test_pv_with_its_own_shape_uses_that_shape() -> None:
     shape = [0.0] * 10 + [0.5, 1.0, 0.5] + [0.0] * 11
     timeline = site_timeline(config(duration="1d", **{"site.pv": {"peak_kw": 80, "shape": shape}}))
