@@ -743,15 +743,15 @@ class Engine:
         now = self.env.now
         sl = self.slots
         if self._ff is not None:  # the same step with the arrays the loop holds
-            free_rows, full_rows = self._ff.free_and_full(self.ops.plug_swap)
+            free, full_rows = self._ff.free_and_full(self.ops.plug_swap, self._free_views)
         else:
             n_free, n_full = K.free_and_full(
                 sl.f, sl.occupied, sl.rank, self._available, self._claimed, self.ops.plug_swap, self._free_rows,
                 self._full_rows,
             )  # fmt: skip
-            free_rows, full_rows = self._free_rows[:n_free].tolist(), self._full_rows[:n_full].tolist()
-        views = self._free_views
-        free = tuple([views[j] for j in free_rows]) if free_rows else ()
+            views = self._free_views
+            free = tuple([views[j] for j in self._free_rows[:n_free].tolist()])
+            full_rows = self._full_rows[:n_full].tolist()
         full: tuple[FullVehicle, ...] = ()
         if full_rows:
             row_session = self._row_session

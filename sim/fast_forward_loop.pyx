@@ -9,6 +9,8 @@ and where the engine stands.
 """
 
 from cpython cimport array
+from cpython.ref cimport Py_INCREF
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from libc.math cimport INFINITY, NAN
 from libc.stdint cimport int64_t
 
@@ -561,13 +563,24 @@ cdef class Loop:
         return ([self.status_t[i] for i in range(n)], [self.status_row[i] for i in range(n)],
                 [self.status_code[i] for i in range(n)])
 
-    def free_and_full(self, bint with_full):
-        """:func:`sim.slot_kernels.free_and_full` with the bound arrays (the engine's ``_free_rows``/``_full_rows``),
-        as two lists of rows: free connectors, and sessions at their target in plug-in order."""
+    def free_and_full(self, bint with_full, list free_views):
+        """:func:`sim.slot_kernels.free_and_full` with the bound arrays (the engine's ``_free_rows``/``_full_rows``):
+        the free connectors as a tuple of their views (``free_views[row]``: how the policy
+        sees each row's connector), and the rows whose session is at its target, in
+        plug-in order, as a list. A depot of hundreds of connectors asks at every
+        decision, so the tuple is built here rather than from a list of rows."""
         cdef Py_ssize_t i, n_free, n_full
+        cdef tuple free
+        if len(free_views) != self.f.shape[1]:
+            raise ValueError("one view per row expected")
         n_free, n_full = free_and_full(self.f, self.occupied, self.rank, self.available, self.claimed, with_full,
                                        self.free_rows, self.full_rows)
-        return [self.free_rows[i] for i in range(n_free)], [self.full_rows[i] for i in range(n_full)]
+        free = PyTuple_New(n_free)
+        for i in range(n_free):
+            view = free_views[self.free_rows[i]]
+            Py_INCREF(view)
+            PyTuple_SET_ITEM(free, i, view)
+        return free, [self.full_rows[i] for i in range(n_full)]
 
     def close_spans(self, const int64_t[::1] rows, double now, double tolerance, bint force):
         """The engine's ``_close_spans`` (:func:`sim.slot_kernels.close_spans`) with the bound arrays;
