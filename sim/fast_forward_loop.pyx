@@ -46,6 +46,24 @@ cdef inline void _put(array.array column, Py_ssize_t at, int64_t code) noexcept:
         column.data.as_ints[at] = <int>code
 
 
+cdef int _check_event_columns(list columns) except -1:
+    """The recorder's event columns (``Recorder.event_columns``), checked before compiled code
+    writes rows into them: time, kind, vehicle, charger, connector, value and detail;
+    doubles for time and value, int16 or int32 codes for the others."""
+    cdef Py_ssize_t i
+    cdef array.array column
+    if len(columns) != 7:
+        raise ValueError("expected the 7 event columns")
+    for i in range(7):
+        column = columns[i]
+        if i == 0 or i == 5:
+            if column.ob_descr.itemsize != 8:
+                raise TypeError("event time and value columns must be arrays of doubles")
+        elif column.ob_descr.itemsize != 2 and column.ob_descr.itemsize != 4:
+            raise TypeError("event code columns must be arrays of int16 or int32")
+    return 0
+
+
 cdef class Loop:
     """The engine's arrays, bound once; :meth:`run` advances through breakpoints."""
 
@@ -447,14 +465,8 @@ cdef class Loop:
             return True
         i_old = self._status_index(old)
         i_new = self._status_index(status)
-        if len(columns) != 7:
-            raise ValueError("expected the 7 event columns")
+        _check_event_columns(columns)
         time, kind, vehicle_col, charger, connector, value, detail = columns
-        if time.ob_descr.itemsize != 8 or value.ob_descr.itemsize != 8:
-            raise TypeError("event time and value columns must be arrays of doubles")
-        for column in (kind, vehicle_col, charger, connector, detail):
-            if column.ob_descr.itemsize != 2 and column.ob_descr.itemsize != 4:
-                raise TypeError("event code columns must be arrays of int16 or int32")
         vehicle = conn.vehicle
         v = -1
         if vehicle is not None:
@@ -510,14 +522,8 @@ cdef class Loop:
         cdef int64_t j
         cdef object conn, new
         cdef array.array column, time, kind, vehicle, charger, connector, value, detail
-        if len(columns) != 7:
-            raise ValueError("expected the 7 event columns")
+        _check_event_columns(columns)
         time, kind, vehicle, charger, connector, value, detail = columns
-        if time.ob_descr.itemsize != 8 or value.ob_descr.itemsize != 8:
-            raise TypeError("event time and value columns must be arrays of doubles")
-        for column in (kind, vehicle, charger, connector, detail):
-            if column.ob_descr.itemsize != 2 and column.ob_descr.itemsize != 4:
-                raise TypeError("event code columns must be arrays of int16 or int32")
         if self.connectors is None:
             raise RuntimeError("bind_connectors first")
         if kind_code < 0:
