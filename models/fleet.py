@@ -149,15 +149,14 @@ def _daily_trips(
     per_kwh = vtype.consumption_kwh_per_km
     per_slot = 2 * bool(schedule.jitter_minutes) + bool(km_jitter) + (sigma > 0)
     z = rng.standard_normal(per_slot * len(slots)).reshape(len(slots), per_slot)
-    base = slots
     # the same float operations as one slot at a time, per column (numpy's elementwise
     # + and * round as Python's do; exp stays math.exp, whose last bit numpy may not share)
-    out = base[:, 0] + shift
-    back = base[:, 1] + shift
+    out = slots[:, 0] + shift
+    back = slots[:, 1] + shift
     out += 0.0 + jitter_s * z[:, 0] if jitter_s else 0.0
     back += 0.0 + jitter_s * z[:, 1] if jitter_s else 0.0
     col = 2 if jitter_s else 0
-    km = base[:, 2]
+    km = slots[:, 2]
     if km_jitter:
         km = km * np.maximum(1.0 + (0.0 + km_jitter * z[:, col]), 0.05)
         col += 1
