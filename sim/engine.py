@@ -70,7 +70,6 @@ _EPS_T = 1e-6
 # connector statuses a plan can set, as the codes the compiled steps compare (others: 0)
 _STATUS_CODE = {S.CHARGING: K.CHARGING, S.SUSPENDED_EV: K.SUSPENDED_EV, S.SUSPENDED_EVSE: K.SUSPENDED_EVSE}
 _CODE_STATUS = {code: status for status, code in _STATUS_CODE.items()}
-_PLUGGED_IN = frozenset({S.PREPARING, S.CHARGING, S.SUSPENDED_EV, S.SUSPENDED_EVSE})
 _STATUS_VALUE = {status: status.value for status in S}  # the event detail (an enum's .value is a property call)
 
 
@@ -300,9 +299,8 @@ class Engine:
             self._curve_table.bind(self._ff)
             code_status = tuple(_CODE_STATUS.get(code) for code in range(max(_CODE_STATUS) + 1))
             self._ff.bind_connectors(
-                self.connectors, code_status, _PLUGGED_IN, check_transition, TRANSITIONS, S.AVAILABLE, _STATUS_CODE,
-                _STATUS_VALUE,
-            )  # fmt: skip
+                self.connectors, code_status, check_transition, TRANSITIONS, S.AVAILABLE, _STATUS_CODE, _STATUS_VALUE
+            )
 
     # --- public --------------------------------------------------------------------------
     def run(self) -> None:
@@ -344,8 +342,7 @@ class Engine:
                 yield self.env.timeout(change.t - self.env.now)
             self._flush()
             self.site.base_kw, self.site.pv_kw, self.site.price = change.base_kw, change.pv_kw, change.price
-            self._site_moved = self._fixed_now() != self._fixed_levels
-            self._grid_kw = None
+            self._site_changed()
             self.sim_events += 1
             self._request(alloc=True)
 
@@ -506,8 +503,7 @@ class Engine:
         elif isinstance(action, SiteLimit):
             self._flush()
             self.site.limit_kw = action.grid_kw if action.grid_kw else math.inf
-            self._site_moved = self._fixed_now() != self._fixed_levels
-            self._grid_kw = None
+            self._site_changed()
             value = action.grid_kw if action.grid_kw else math.nan
             self.recorder.event(now, "site_limit", value=value)
             self._request(alloc=True)
@@ -667,7 +663,7 @@ class Engine:
         for conn in charger.connectors:
             waiting = None
             if conn.vehicle is not None:
-                session = next((s for s in self.sessions if s.connector is conn), None)
+                session = self._row_session[self._row_of[conn.connector_id]]
                 if session is not None:
                     waiting = session.vehicle
                     self._unplug(session, "fault")
@@ -893,6 +889,12 @@ class Engine:
             rec.level("battery", start, batt)
             rec.level("battery_soc", start, self.battery.soc)
 
+    def _site_changed(self) -> None:
+        """After the site's values moved: whether its fixed levels need recording, and the
+        loop's grid kW to work out again (see :meth:`_ff_grid_kw`)."""
+        self._site_moved = self._fixed_now() != self._fixed_levels
+        self._grid_kw = None
+
     def _fixed_now(self) -> tuple[float, float, float]:
         """The site's levels that move only at site changes: base load, price, limit."""
         site = self.site
@@ -1114,7 +1116,7 @@ class Engine:
     def _ff_grid_kw(self) -> float:
         """The site's grid kW as ``_reallocate`` passes it when :mod:`sim.fast_forward` may run (no battery).
 
-        Kept from one site change to the next (see ``_site_changed``)."""
+        Kept from one site change to the next (see :meth:`_site_changed`)."""
         kw = self._grid_kw
         if kw is None:
             site = self.site

@@ -64,6 +64,17 @@ cdef int _check_event_columns(list columns) except -1:
     return 0
 
 
+cdef Py_ssize_t _grow_event_columns(list columns, Py_ssize_t n) except -1:
+    """Make room for ``n`` more rows in each (checked) event column; return the first new row."""
+    cdef array.array column
+    cdef Py_ssize_t start = len(columns[0])
+    for column in columns:
+        if len(column) != start:
+            raise ValueError("event columns differ in length")
+        array.resize_smart(column, start + n)
+    return start
+
+
 cdef class Loop:
     """The engine's arrays, bound once; :meth:`run` advances through breakpoints."""
 
@@ -90,7 +101,7 @@ cdef class Loop:
     # the engine's connectors by row, with what setting their status takes (bind_connectors)
     cdef list connectors
     cdef tuple code_status
-    cdef object plugged_in, check_transition
+    cdef object check_transition
     # set_status: every status (found by identity: an enum member's hash is a Python call),
     # and by its index the moves allowed, its code (0: none), its name and whether it is Available
     cdef tuple statuses, status_names
@@ -407,18 +418,17 @@ cdef class Loop:
         self.f[DEP, j] = NAN
         self.f[WAIT, j] = NAN
 
-    def bind_connectors(self, list connectors, tuple code_status, plugged_in, check_transition, dict transitions,
+    def bind_connectors(self, list connectors, tuple code_status, check_transition, dict transitions,
                         available_status, dict plan_code, dict status_name):
-        """The engine's connectors by row, the status object of each status code, the
-        statuses a plugged-in connector has, and the transition check: what
-        :meth:`write_status_events` needs to set each touched connector's status. For
-        :meth:`set_status`: the moves allowed from each status (``TRANSITIONS``), the
-        Available status, and each status's code (absent: 0) and name."""
+        """What setting a connector's status takes (:meth:`set_status`,
+        :meth:`write_status_events`): the engine's connectors by row, the status object of
+        each status code, the transition check (raises on a move ``transitions`` does
+        not allow), the moves allowed from each status (``TRANSITIONS``), the Available
+        status, and each status's code (absent: 0) and name."""
         if len(connectors) != self.f.shape[1]:
             raise ValueError("one connector per row expected")
         self.connectors = connectors
         self.code_status = code_status
-        self.plugged_in = plugged_in
         self.check_transition = check_transition
         cdef Py_ssize_t i, k
         statuses = tuple(transitions)
@@ -439,6 +449,14 @@ cdef class Loop:
                 return i
         raise ValueError(f"unknown connector status {status!r}")
 
+    cdef int _move(self, object conn, object status) except -1:
+        """Set ``conn``'s status, checked against the allowed moves (``check_transition`` raises)."""
+        cdef object old = conn.status
+        if old is not status and not self.allowed[self._status_index(old)][self._status_index(status)]:
+            self.check_transition(old, status)  # raises
+        conn.status = status
+        return 0
+
     def set_status(self, Py_ssize_t j, status, double t, list columns, dict codes, int64_t kind_code):
         """The engine's ``_set_status`` for row j's connector in one call: check the move
         (``check_transition`` raises on an invalid one), set the status, the row's
@@ -451,19 +469,17 @@ cdef class Loop:
         name without a code yet (its first use decides its place among the categories)
         or one its column cannot hold yet.
         """
-        cdef object conn, old, vehicle, found
+        cdef object conn, vehicle, found
         cdef int64_t v, d, c, o
-        cdef Py_ssize_t start, i_old, i_new
+        cdef Py_ssize_t start, i_new
         cdef array.array column, time, kind, vehicle_col, charger, connector, value, detail
         if j < 0 or j >= self.f.shape[1]:
             raise IndexError(f"row {j} out of range")
         if self.statuses is None:
             raise RuntimeError("bind_connectors first")
         conn = self.connectors[j]
-        old = conn.status
-        if old is status:
+        if conn.status is status:
             return True
-        i_old = self._status_index(old)
         i_new = self._status_index(status)
         _check_event_columns(columns)
         time, kind, vehicle_col, charger, connector, value, detail = columns
@@ -486,16 +502,10 @@ cdef class Loop:
             for column in (kind, vehicle_col, charger, connector, detail):
                 if column.ob_descr.itemsize == 2:
                     return False  # the recorder widens its code columns first
-        if not self.allowed[i_old][i_new]:
-            self.check_transition(old, status)  # raises
-        conn.status = status
+        self._move(conn, status)
         self.available[j] = self.status_available[i_new]
         self.status[j] = self.status_plan_code[i_new]
-        start = len(time)
-        for column in columns:
-            if len(column) != start:
-                raise ValueError("event columns differ in length")
-            array.resize_smart(column, start + 1)
+        start = _grow_event_columns(columns, 1)
         time.data.as_doubles[start] = t
         value.data.as_doubles[start] = NAN
         _put(kind, start, kind_code)
@@ -509,9 +519,8 @@ cdef class Loop:
         """Append the logged status changes to the recorder's event columns (time, kind,
         vehicle, charger, connector, value, detail: ``Recorder.event_columns``) as its
         ``connector_status`` rows (NaN value), in order; then set each touched
-        connector's status to its row's code (see :meth:`bind_connectors`), as the
-        engine's ``_set_status`` would: a connector not plugged in yet has its move
-        checked. Returns True.
+        connector's status to its row's code (see :meth:`bind_connectors`), its move
+        checked as the engine's ``_set_status`` checks it. Returns True.
 
         Returns False, writing nothing, when a code is not drawn yet (a name's first use
         decides its place among the categories, so Python writes those rows) or a row is
@@ -520,8 +529,7 @@ cdef class Loop:
         """
         cdef Py_ssize_t i, n = self.n_status, start, n_touched
         cdef int64_t j
-        cdef object conn, new
-        cdef array.array column, time, kind, vehicle, charger, connector, value, detail
+        cdef array.array time, kind, vehicle, charger, connector, value, detail
         _check_event_columns(columns)
         time, kind, vehicle, charger, connector, value, detail = columns
         if self.connectors is None:
@@ -533,11 +541,7 @@ cdef class Loop:
             if (self.row_faulted[j] or self.row_vehicle_code[j] < -1 or self.row_charger_code[j] < 0
                     or self.row_connector_code[j] < 0 or self.status_name_code[self.status_code[i]] < 0):
                 return False
-        start = len(time)
-        for column in (time, kind, vehicle, charger, connector, value, detail):
-            if len(column) != start:
-                raise ValueError("event columns differ in length")
-            array.resize_smart(column, start + n)
+        start = _grow_event_columns(columns, n)
         n_touched = 0
         for i in range(n):
             j = self.status_row[i]
@@ -556,11 +560,7 @@ cdef class Loop:
             self.row_mark[self.touched[i]] = False
         for i in range(n_touched):
             j = self.touched[i]
-            conn = self.connectors[j]
-            new = self.code_status[self.status[j]]
-            if conn.status not in self.plugged_in:
-                self.check_transition(conn.status, new)  # raises unless valid
-            conn.status = new
+            self._move(self.connectors[j], self.code_status[self.status[j]])
         return True
 
     def status_log(self):
