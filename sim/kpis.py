@@ -312,8 +312,14 @@ def _overload(grid: _Seg, limit: _Seg) -> dict[str, float]:
 
 
 def _power_kpis(series: Mapping[str, _Seg], info: RunInfo) -> dict[str, Any]:
-    grid = series.get("grid", _EMPTY)
+    # the series that are only integrated come first, each dropped before the next is
+    # read: the recorder builds a series' arrays on access, and a year of a site series
+    # is ~5 MB, so holding the grid's while reading the others sets the run's peak memory
     delivered = _integral(series.get("delivered", _EMPTY))
+    chargers = _integral(series.get("chargers", _EMPTY))
+    integrals = {name: _integral(series.get(name, _EMPTY)) for name in ("pv", "pv_curtailed")}
+    battery = _integral(series.get("battery", _EMPTY), positive=True)
+    grid = series.get("grid", _EMPTY)
     energy_cost = _energy_cost(grid, series.get("price", _EMPTY))
     overload = _overload(grid, series.get("limit", _EMPTY))
     peaks = _monthly_peaks(grid, info, None)
@@ -325,7 +331,7 @@ def _power_kpis(series: Mapping[str, _Seg], info: RunInfo) -> dict[str, Any]:
     return {
         "energy_delivered_kwh": delivered,
         "energy_grid_kwh": _integral(grid),
-        "charging_losses_kwh": _integral(series.get("chargers", _EMPTY)) - delivered,
+        "charging_losses_kwh": chargers - delivered,
         "energy_cost": energy_cost,
         "demand_charge": demand_charge,
         "demand_charge_full_months": full_months,
@@ -336,9 +342,9 @@ def _power_kpis(series: Mapping[str, _Seg], info: RunInfo) -> dict[str, Any]:
         "peak_kw": float(grid_values.max()) if len(grid_values) else 0.0,
         "grid_limit_kw": info.grid_kw,
         **overload,
-        "pv_used_kwh": _integral(series.get("pv", _EMPTY)),
-        "pv_curtailed_kwh": _integral(series.get("pv_curtailed", _EMPTY)),
-        "battery_discharged_kwh": _integral(series.get("battery", _EMPTY), positive=True),
+        "pv_used_kwh": integrals["pv"],
+        "pv_curtailed_kwh": integrals["pv_curtailed"],
+        "battery_discharged_kwh": battery,
     }
 
 

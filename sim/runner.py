@@ -17,6 +17,7 @@ import pandas as pd
 from scenarios.config import Scenario, parse_duration
 from scenarios.loader import LoadedScenario, load_scenario
 from sim.engine import Engine
+from sim.heap import release_freed
 from sim.kpis import compute_kpis
 from sim.operator import OperatorPolicy
 from sim.recorder import Recorder
@@ -61,6 +62,7 @@ def run_scenario(
     stats = RunStats(wall, engine.sim_events, engine.allocations, engine.fast_forwarded)
     recorder = engine.recorder
     del engine
+    release_freed()  # free pages the run left in the heap, before the KPIs allocate
     # KPIs straight from the compact buffers: the site series they need and the few
     # columns of the small tables, each built when needed and dropped after; the result
     # tables are built when someone reads them
