@@ -361,15 +361,35 @@ def _session_kpis(sessions: pd.DataFrame, events: pd.DataFrame, info: RunInfo, d
     queued = _ns(_col(sessions, "queued_at"))
     has_wait = ok & (queued != nat)
     kind = _labels(_col(events, "kind"))
-    queue = _col(events, "value")[_is(kind, "queue")].dropna()
     return {
         "sessions": len(sessions),
         "charger_utilisation": delivered / rated if rated > 0 else None,
         "charger_occupancy": float(plugged_h.sum() / NS_PER_HOUR / connector_h) if connector_h > 0 else None,
         "mean_wait_min": float(np.mean(plug_in[has_wait] - queued[has_wait]) / NS_PER_MIN) if has_wait.any() else None,
-        "max_queue": int(queue.max()) if len(queue) else 0,
+        "max_queue": _max_queue(events, _is(kind, "queue")),
         "charger_faults": int(_is(kind, "charger_fault").sum()),
     }
+
+
+def _max_queue(events: pd.DataFrame, rows: np.ndarray) -> int:
+    """The longest queue the depot had for any time: the largest length an instant ended with.
+
+    A ``queue`` row holds the length after one vehicle joined or left. Vehicles that
+    arrive together (a run's first minute, a shift's return) are assigned connectors
+    by the decision at that same instant, so the lengths counted up on the way (60
+    buses joining before 40 of them are served) never lasted; only the last row of
+    each instant is a length the queue kept. Without a ``time`` column every row counts.
+    """
+    value = _col(events, "value").to_numpy(dtype=float, na_value=np.nan)[rows]
+    if "time" in events.columns and len(value):
+        t = _ns(events["time"][rows])
+        order = np.argsort(t, kind="stable")  # recorded in time order already; kept for other tables
+        t, value = t[order], value[order]
+        ends = np.ones(len(t), dtype=bool)
+        np.not_equal(t[1:], t[:-1], out=ends[:-1])
+        value = value[ends]
+    value = value[~np.isnan(value)]
+    return int(value.max()) if len(value) else 0
 
 
 def _plain(value: Any) -> Any:

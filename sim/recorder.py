@@ -469,7 +469,7 @@ class Recorder:
         put in the one list :attr:`event_columns` whenever a column is replaced."""
         self._event_cols[:] = [
             self.e_time, self.e_kind, self.e_vehicle, self.e_charger, self.e_connector, self.e_value, self.e_detail
-        ]
+        ]  # fmt: skip
 
     def vehicle(self, t: float, vehicle_id: str, soc: float, state: str, event: str) -> None:
         """One row of the vehicles table, written straight into its columns.
@@ -518,7 +518,13 @@ class Recorder:
         return _utc(self._us(seconds))
 
     def frame(
-        self, name: str, columns: Sequence[str] | None = None, *, release: bool = True, plain: bool = False
+        self,
+        name: str,
+        columns: Sequence[str] | None = None,
+        *,
+        release: bool = True,
+        plain: bool = False,
+        kinds: Sequence[str] | None = None,
     ) -> pd.DataFrame:
         """Build one result table (schemas in docs/outputs.md).
 
@@ -529,13 +535,17 @@ class Recorder:
             plain: text as Python ``str`` objects (categories too) rather than arrow
                 strings, for a pass that only compares them: the first arrow string
                 of a process costs ~13 MB of allocator arenas.
+            kinds: ``events`` only: just the rows of these kinds, in their order (a
+                year has ~10^6 event rows, most of them connector statuses).
         """
+        if kinds is not None and name != "events":
+            raise ValueError(f"kinds selects rows of the events table, not of {name!r}")
         if name == "power":
             df = self._power(columns, plain)
             if release:
                 self._series = {}
         elif name == "events":
-            df = self._events(columns, plain)
+            df = self._events(columns, plain, kinds)
             if release:
                 for attr in ("e_time", "e_value", *_EVENT_CODES):
                     setattr(self, attr, array(getattr(self, attr).typecode))
@@ -571,16 +581,24 @@ class Recorder:
                 data[name] = pd.Series(values.copy(), copy=False)
         return pd.DataFrame(data, columns=list(wanted), copy=False)
 
-    def _events(self, columns: Sequence[str] | None, plain: bool) -> pd.DataFrame:
+    def _events(self, columns: Sequence[str] | None, plain: bool, kinds: Sequence[str] | None) -> pd.DataFrame:
+        rows: slice | np.ndarray = slice(None)  # a view of each whole column
+        if kinds is not None:
+            codes = [self._strings.codes[k] for k in kinds if k in self._strings.codes]
+            rows = np.flatnonzero(np.isin(_view(self.e_kind), codes))
+
+        def col(buffer: array) -> np.ndarray:
+            return _view(buffer)[rows]
+
         cat = self._strings.categorical
         builders = {
-            "time": lambda: self._ts(_view(self.e_time)),
-            "kind": lambda: cat(_view(self.e_kind), plain),
-            "vehicle_id": lambda: cat(_view(self.e_vehicle), plain),
-            "charger_id": lambda: cat(_view(self.e_charger), plain),
-            "connector_id": lambda: cat(_view(self.e_connector), plain),
-            "value": lambda: pd.Series(_view(self.e_value).copy(), copy=False),
-            "detail": lambda: cat(_view(self.e_detail), plain),
+            "time": lambda: self._ts(col(self.e_time)),
+            "kind": lambda: cat(col(self.e_kind), plain),
+            "vehicle_id": lambda: cat(col(self.e_vehicle), plain),
+            "charger_id": lambda: cat(col(self.e_charger), plain),
+            "connector_id": lambda: cat(col(self.e_connector), plain),
+            "value": lambda: pd.Series(col(self.e_value).copy(), copy=False),
+            "detail": lambda: cat(col(self.e_detail), plain),
         }
         wanted = list(builders) if columns is None else list(columns)
         return pd.DataFrame({name: builders[name]() for name in wanted}, columns=wanted, copy=False)
@@ -683,4 +701,3 @@ def _empty_rows(columns: tuple[str, ...], kinds: str, wanted: tuple[str, ...]) -
         elif kind == "s":
             df[name] = df[name].astype("string")
     return df[list(wanted)]
-

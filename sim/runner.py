@@ -76,8 +76,9 @@ class _KpiTables(Mapping[str, pd.DataFrame]):
     COLUMNS: ClassVar[dict[str, tuple[str, ...]]] = {
         "sessions": ("plug_in", "plug_out", "queued_at"),
         "departures": ("status", "ready", "soc", "delay_min", "shortfall_kwh"),
-        "events": ("kind", "value"),
+        "events": ("time", "kind", "value"),
     }
+    KINDS: ClassVar[dict[str, tuple[str, ...]]] = {"events": ("queue", "charger_fault")}  # the rows KPIs count
 
     def __init__(self, recorder: Recorder) -> None:
         self._recorder = recorder
@@ -85,7 +86,7 @@ class _KpiTables(Mapping[str, pd.DataFrame]):
     def __getitem__(self, name: str) -> pd.DataFrame:
         if name not in self.COLUMNS:
             raise KeyError(name)
-        return self._recorder.frame(name, self.COLUMNS[name], release=False, plain=True)
+        return self._recorder.frame(name, self.COLUMNS[name], release=False, plain=True, kinds=self.KINDS.get(name))
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.COLUMNS)

@@ -142,7 +142,7 @@ def test_a_vehicle_goes_through_the_whole_lifecycle() -> None:
 def test_vehicles_queue_when_they_outnumber_chargers() -> None:
     data = scenario(**{"fleet.groups.g.count": 3, "operations.assignment": "first_free"})
     result = run_scenario(data)
-    assert result.summary["max_queue"] == 3
+    assert result.summary["max_queue"] == 2  # three join at once; one is plugged in at that instant
     waits = (result.sessions["plug_in"] - result.sessions["queued_at"]).dt.total_seconds()
     assert (waits > 0).sum() >= 2
     assert result.summary["mean_wait_min"] > 0

@@ -264,6 +264,26 @@ def test_session_kpis_wait_occupancy_utilisation_losses() -> None:
     assert summary["charger_faults"] == 1
 
 
+def test_max_queue_counts_only_lengths_that_lasted() -> None:
+    # 00:10: four vehicles join and the decision at that instant serves three of them;
+    # 17:30: three join one by one and wait; 17:40: one leaves
+    times = ["00:10"] * 7 + ["17:30", "17:31", "17:32", "17:40"]
+    events = pd.DataFrame(
+        {
+            "time": pd.to_datetime([ts(t) for t in times], utc=True),
+            "kind": ["queue"] * 11,
+            "value": [1.0, 2.0, 3.0, 4.0, 3.0, 2.0, 1.0, 2.0, 3.0, 4.0, 3.0],
+        }
+    )
+    assert compute_kpis({"events": events}, make_info())["max_queue"] == 4  # 17:32..17:40
+    burst_only = events.iloc[:7]
+    assert compute_kpis({"events": burst_only}, make_info())["max_queue"] == 1
+    # rows of an instant keep their order when the table is not in time order
+    shuffled = pd.concat([events.iloc[7:], burst_only])
+    assert compute_kpis({"events": shuffled}, make_info())["max_queue"] == 4
+    assert compute_kpis({"events": burst_only.drop(columns="time")}, make_info())["max_queue"] == 4  # every row
+
+
 def test_pv_and_battery_energies() -> None:
     power = make_power(
         [

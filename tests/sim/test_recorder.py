@@ -223,6 +223,25 @@ def test_plain_frames_hold_python_strings_with_the_same_values() -> None:
     assert dep["status"].tolist() == rec.frame("departures")["status"].tolist()
 
 
+def test_events_of_chosen_kinds_are_those_rows_of_the_whole_table_in_order() -> None:
+    rec = Recorder(EPOCH)
+    rec.event(0.0, "connector_status", charger="c1", connector="c1/1", detail="Available")
+    rec.event(5.0, "queue", "v1", value=1.0)
+    rec.event(6.0, "connector_status", "v1", "c1", "c1/1", detail="Preparing")
+    rec.event(6.0, "queue", "v1", value=0.0)
+    rec.event(9.0, "charger_fault", charger="c1")
+    whole = rec.frame("events", release=False)
+    some = rec.frame("events", release=False, kinds=("queue", "charger_fault", "no_such_kind"))
+    expected = whole[whole["kind"].isin(["queue", "charger_fault"])].reset_index(drop=True)
+    text = ["kind", "vehicle_id", "charger_id", "connector_id", "detail"]  # categories: those in the rows
+    pd.testing.assert_frame_equal(
+        some.astype(dict.fromkeys(text, object)), expected.astype(dict.fromkeys(text, object)), check_exact=True
+    )
+    assert len(rec.frame("events", ("time", "value"), release=False, kinds=("no_such_kind",))) == 0
+    with pytest.raises(ValueError, match="kinds selects rows of the events table"):
+        rec.frame("vehicles", kinds=("queue",))
+
+
 def test_a_table_built_without_release_can_be_built_again() -> None:
     rec = Recorder(EPOCH)
     rec.vehicle(0.0, "v1", 0.5, "depot", "start")
