@@ -216,7 +216,8 @@ def _resolve(config: Scenario, name: str, base_dir: Path) -> LoadedScenario:
     if config.site.pv is not None and config.site.pv.csv is not None:
         pv_profile, errs = _read_pv_csv(base_dir / config.site.pv.csv, "site.pv.csv")
         problems.extend(errs)
-    vehicles = _vehicle_ids(config, dated)
+    vehicles = _vehicle_ids(config, dated, problems)
+    problems.extend(_unchargeable_groups(config))
     chargers = {f"{gid}-{i + 1:02d}" for gid, g in config.chargers.items() for i in range(g.count)}
     offsets: list[float] = []
     for i, action in enumerate(config.actions):
@@ -254,14 +255,63 @@ def _resolve(config: Scenario, name: str, base_dir: Path) -> LoadedScenario:
     return LoadedScenario(config, name, dated, pv_profile, tuple(offsets))
 
 
-def _vehicle_ids(config: Scenario, dated: Mapping[str, tuple[DatedBlock, ...]]) -> set[str]:
-    ids: set[str] = set()
+def _vehicle_ids(
+    config: Scenario, dated: Mapping[str, tuple[DatedBlock, ...]], problems: list[FieldProblem]
+) -> set[str]:
+    """Every vehicle id of the fleet; an id two groups both use is a problem of the later group.
+
+    Daily groups number their vehicles ``<group>-001``...; a timetable's ids are its own
+    and may repeat one of those, which would make two vehicles one in every table.
+    """
+    owner: dict[str, str] = {}
     for gid, group in config.fleet.groups.items():
         if gid in dated:
-            ids.update(b.vehicle_id for b in dated[gid])
+            ids = sorted({b.vehicle_id for b in dated[gid]})
+            where = f"fleet.groups.{gid}.blocks_csv"
         else:
-            ids.update(f"{gid}-{k + 1:03d}" for k in range(group.count or 0))
-    return ids
+            ids = [f"{gid}-{k + 1:03d}" for k in range(group.count or 0)]
+            where = f"fleet.groups.{gid}"
+        clashes = [vid for vid in ids if vid in owner]
+        if clashes:
+            problems.append(
+                FieldProblem(
+                    where,
+                    f"vehicle ids must be unique across groups; group {owner[clashes[0]]!r} already has "
+                    + ", ".join(repr(v) for v in clashes[:3])
+                    + (f" and {len(clashes) - 3} more" if len(clashes) > 3 else ""),
+                    has_got=False,
+                )
+            )
+        for vid in ids:
+            owner.setdefault(vid, gid)
+    return set(owner)
+
+
+def _unchargeable_groups(config: Scenario) -> list[FieldProblem]:
+    """Groups whose vehicle type can use none of the depot's chargers (AC only, vehicle DC only, ...).
+
+    Such vehicles would queue for the whole run without a single session.
+    """
+    kinds = {group.kind for group in config.chargers.values()}
+    problems: list[FieldProblem] = []
+    if not kinds:
+        return problems
+    for gid, group in config.fleet.groups.items():
+        vtype = config.fleet.vehicle_types.get(group.vehicle_type)
+        if vtype is None:
+            continue  # reported as an unknown type
+        takes = {kind for kind, kw in (("ac", vtype.max_ac_kw), ("dc", vtype.max_dc_kw)) if kw > 0}
+        if not takes & kinds:
+            problems.append(
+                FieldProblem(
+                    f"fleet.groups.{gid}.vehicle_type",
+                    f"vehicle type {group.vehicle_type!r} charges only {'/'.join(sorted(takes)).upper()} "
+                    f"(max_ac_kw {vtype.max_ac_kw:g}, max_dc_kw {vtype.max_dc_kw:g}) and the depot has only "
+                    f"{'/'.join(sorted(kinds)).upper()} chargers",
+                    has_got=False,
+                )
+            )
+    return problems
 
 
 def _action_offset(at: str, config: Scenario) -> float | None:

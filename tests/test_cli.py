@@ -63,6 +63,16 @@ def test_bad_scenario_exits_non_zero_naming_the_field(tmp_path: Path) -> None:
     assert not (tmp_path / "x").exists()
 
 
+def test_bad_duration_option_is_a_scenario_error_naming_duration(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["run", str(ROOT / "scenarios" / "van_depot.yaml"), "--duration", "3x",
+                                 "--out", str(tmp_path / "x")])  # fmt: skip
+    assert result.exit_code == 2
+    assert "van_depot.yaml: duration: expected a duration such as '7d'" in result.output
+    assert "got '3x'" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "x").exists()
+
+
 def test_validate_accepts_every_bundled_scenario() -> None:
     for path in sorted((ROOT / "scenarios").glob("*.yaml")):
         result = runner.invoke(app, ["validate", str(path)])

@@ -229,6 +229,29 @@ def test_vehicle_type_must_exist(tmp_path: Path) -> None:
     assert err.problems == [FieldProblem("fleet.groups.peak.vehicle_type", "expected one of ['ebus_12m']", "ebus_18m")]
 
 
+def test_a_timetable_id_that_a_daily_group_also_has_is_refused(tmp_path: Path) -> None:
+    path = csv_scenario(tmp_path, CSV_HEADER + "trunk-001,2025-06-02T06:00,2025-06-02T09:00,50,\n"
+                        "p-1,2025-06-02T06:00,2025-06-02T09:00,50,\n")  # fmt: skip
+    err = load_error(path)
+    assert err.problems == [
+        FieldProblem(
+            CSV_WHERE, "vehicle ids must be unique across groups; group 'trunk' already has 'trunk-001'", has_got=False
+        )
+    ]
+
+
+def test_vehicles_that_can_use_no_charger_of_the_depot_are_refused(tmp_path: Path) -> None:
+    data = bus_dict()
+    data["fleet"]["vehicle_types"]["ebus_12m"]["max_dc_kw"] = 0  # AC only, at a DC-only depot
+    data["fleet"]["vehicle_types"]["ebus_12m"]["max_ac_kw"] = 22
+    err = load_error(write_yaml(tmp_path, data))
+    assert [p.path for p in err.problems] == ["fleet.groups.trunk.vehicle_type", "fleet.groups.peak.vehicle_type"]
+    assert err.problems[0].describe() == (
+        "fleet.groups.trunk.vehicle_type: vehicle type 'ebus_12m' charges only AC (max_ac_kw 22, max_dc_kw 0) "
+        "and the depot has only DC chargers"
+    )
+
+
 def test_action_naming_unknown_charger(tmp_path: Path) -> None:
     data = bus_dict()
     data["actions"][2]["charger"] = "dc150-41"  # the group has dc150-01 .. dc150-40
