@@ -922,7 +922,8 @@ class Engine:
                 deps = sl.dep[sl.active]
                 last = float(np.nanmax(deps)) if not np.isnan(deps).all() else epoch + now
                 prices = self._prices_from(epoch + now, max(last, epoch + now + 86400.0))
-            snapshot = SiteSnapshot(max(grid, 0.0), self.groups, prices, self.preemption_h)
+            free = max(site.pv_kw - site.base_kw, 0.0) if self._has_pv else 0.0  # PV above the other loads
+            snapshot = SiteSnapshot(max(grid, 0.0), self.groups, prices, self.preemption_h, free)
             if self.kernel is not None:
                 kw = self.kernel(snapshot, self._table, epoch + now)
             else:

@@ -90,12 +90,16 @@ class SiteSnapshot:
             it, sessions of nearly equal laxity swap at every event (a waiting session's
             laxity falls while a charging one's holds), which real chargers would see as a
             storm of start/stop commands.
+        free_kw: grid-side kW the site has now at no energy cost: on-site PV above the
+            other loads, which would otherwise be curtailed (part of ``grid_kw``).
+            ``cost_aware`` lets sessions it holds back for a cheaper period charge from it.
     """
 
     grid_kw: float
     groups: tuple[CapacityGroup, ...] = ()
     prices: tuple[tuple[float, float], ...] = ()
     preemption_margin_h: float = 0.0
+    free_kw: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

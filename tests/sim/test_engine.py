@@ -274,6 +274,30 @@ def test_cost_aware_is_cheaper_than_uncontrolled_without_missing_departures() ->
     assert smart.summary["energy_cost"] < base.summary["energy_cost"] * 0.9
 
 
+def test_cost_aware_charges_a_waiting_bus_from_pv_that_would_be_curtailed() -> None:
+    # Back at 09:00 needing ~120 kWh by 06:00; energy is cheap only 00:00-06:00, but PV
+    # gives 60 kW from 10:00 to 15:00 over a 10 kW base load: the bus should take the
+    # 50 kW surplus rather than wait for the night, and never import for it.
+    data = scenario(
+        **{
+            "site.base_load": {"kw": 10},
+            "site.pv": {"peak_kw": 60, "shape": [0] * 10 + [1] * 5 + [0] * 9},
+            "site.tariff": {"energy_price": 0.30, "periods": [{"start": "00:00", "end": "06:00", "price": 0.05}]},
+            "fleet.groups.g.schedule": {"blocks": [{"pull_out": "06:00", "pull_in": "09:00", "km": 120}]},
+            "fleet.groups.g.initial_soc": 0.9,
+            "charging.strategy": "cost_aware",
+        }
+    )
+    result = run_scenario(data)
+    power = result.power
+    day = pd.Timestamp("2025-06-02", tz="UTC")
+    sunny = power[(power["start"] >= day + pd.Timedelta(hours=10)) & (power["end"] <= day + pd.Timedelta(hours=15))]
+    assert series_energy(sunny, "chargers") > 100.0  # it charged in the sun
+    assert series_max(sunny, "grid") <= 10.0 + 1e-6  # on the surplus only: the grid serves the base load
+    assert series_max(sunny, "chargers") == pytest.approx(50.0)
+    assert result.summary["departures_ready_share"] == 1.0
+
+
 def test_a_custom_policy_drives_the_plugging() -> None:
     class LastConnector:
         def decide(self, obs: DepotObservation) -> list[PlugIn]:

@@ -28,9 +28,12 @@ tested first only because it is cheaper and reads as intended). That is checked 
 one prefix sum over the change points up to the last departure and one sorted search
 for all sessions.
 
-Eligible sessions are then served in least-laxity order within every limit;
-the others get 0 and are reconsidered at the next call. Without prices this is
-exactly ``least_laxity_first``.
+Eligible sessions are then served in least-laxity order within every limit. The
+others are held back, except from on-site PV the site would otherwise curtail
+(``SiteSnapshot.free_kw``): what the eligible sessions leave of it is shared among the
+held ones, again in least-laxity order within every limit (energy from it costs
+nothing, whatever the tariff says). Held sessions are reconsidered at the next call.
+Without prices this is exactly ``least_laxity_first``.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from operator import itemgetter
 import numpy as np
 import numpy.typing as npt
 
-from backend.charging.allocation import SiteSnapshot
+from backend.charging.allocation import CapacityGroup, SiteSnapshot
 from backend.charging.strategies._limits import greedy_fill, grid_limit, wanted_kw
 from backend.charging.strategies.least_laxity_first import laxity_key
 from backend.charging.table import FloatArray, SessionTable, register_table
@@ -73,9 +76,38 @@ def cost_aware(site: SiteSnapshot, table: SessionTable, now: float) -> FloatArra
     grid_kw = grid_limit(site)
     margin_h = site.preemption_margin_h
     take = wanted_kw(table)
+    held: FloatArray | None = None
     if site.prices:
-        take[~eligible_rows(table, take, site.prices, grid_kw, now)] = 0.0
-    return greedy_fill(site, table, lambda: laxity_key(table, now, margin_h), take, grid_kw)
+        eligible = eligible_rows(table, take, site.prices, grid_kw, now)
+        if site.free_kw > 0.0 and not eligible.all():
+            held = np.where(eligible, 0.0, take)
+        take[~eligible] = 0.0
+    kw = greedy_fill(site, table, lambda: laxity_key(table, now, margin_h), take, grid_kw)
+    if held is not None and held.any():
+        kw = kw + _from_surplus(site, table, held, kw, grid_kw, now)
+    return kw
+
+
+def _from_surplus(
+    site: SiteSnapshot, table: SessionTable, held: FloatArray, kw: FloatArray, grid_kw: float, now: float
+) -> FloatArray:
+    """Output kW for the held rows from the PV surplus the served rows leave, within every limit.
+
+    The served rows draw first (``kw``): the surplus, the grid headroom and each capacity
+    group shrink by what they take; the held rows then fill what is left greedily by laxity.
+    """
+    drawn = float(np.sum(kw / table.efficiency)) if len(kw) else 0.0
+    left = min(site.free_kw, grid_kw) - drawn
+    if left <= 1e-9:
+        return np.zeros_like(kw)
+    groups = site.groups
+    if groups:
+        used = np.bincount(table.member_group, weights=kw[table.member_row], minlength=len(groups))
+        groups = tuple(
+            CapacityGroup(g.group_id, max(g.max_kw - float(u), 0.0)) for g, u in zip(groups, used.tolist(), strict=True)
+        )
+    rest = SiteSnapshot(left, groups, (), site.preemption_margin_h)
+    return greedy_fill(rest, table, lambda: laxity_key(table, now, site.preemption_margin_h), held, left)
 
 
 def eligible_rows(

@@ -201,3 +201,44 @@ def test_cost_aware_charges_exactly_the_eligible_sessions_in_laxity_order(case):
     ]
     expected = allocate("least_laxity_first", site, held_back, now)
     assert allocate("cost_aware", site, needs, now) == expected
+
+
+def test_a_held_session_charges_from_pv_surplus_and_only_from_it():
+    needs = [bus("overnight", 30.0, BASE + DAY + 7 * H)]  # waits through the expensive day
+    for free, expected in ((0.0, 0.0), (5.0, 5.0), (20.0, 11.0)):
+        site = SiteSnapshot(math.inf, (), TOU, free_kw=free)
+        assert allocate("cost_aware", site, needs, BASE + 10 * H).by_session(needs) == {"overnight": expected}
+
+
+def test_eligible_sessions_draw_on_the_surplus_first_and_groups_stay_shared():
+    needs = [
+        SessionNeed("must_run", 11.0, 1.0, 30.0, BASE + 12 * H, 30.0 / 11.0, (0,)),
+        SessionNeed("overnight", 11.0, 1.0, 30.0, BASE + DAY + 7 * H, 30.0 / 11.0, (0,)),
+    ]
+    now = BASE + 10 * H
+    site = SiteSnapshot(math.inf, (CapacityGroup("cab", 100.0),), TOU, free_kw=15.0)
+    assert allocate("cost_aware", site, needs, now).by_session(needs) == {"must_run": 11.0, "overnight": 4.0}
+    capped = SiteSnapshot(math.inf, (CapacityGroup("cab", 13.0),), TOU, free_kw=15.0)
+    assert allocate("cost_aware", capped, needs, now).by_session(needs) == {"must_run": 11.0, "overnight": 2.0}
+
+
+@given(case=priced_cases(), share=st.floats(0.0, 1.5))
+def test_pv_surplus_only_adds_power_to_held_sessions_within_every_limit(case, share):
+    site, needs, now = case
+    without = allocate("cost_aware", site, needs, now).kw
+    free = share * (sum(n.max_kw for n in needs) + 1.0)
+    with_pv = allocate("cost_aware", SiteSnapshot(site.grid_kw, site.groups, site.prices, free_kw=free), needs, now).kw
+    eligible = reference_eligible(site, needs, now)
+    extra_grid = 0.0
+    for need, ok, before, after in zip(needs, eligible, without, with_pv, strict=True):
+        if ok or need.energy_kwh <= 0:
+            assert after == before  # served as before; the surplus is for the held ones
+        else:
+            assert before == 0.0
+            assert 0.0 <= after <= need.max_kw + 1e-9
+            extra_grid += after / need.efficiency
+    drawn = sum(kw / n.efficiency for kw, n in zip(without, needs, strict=True))
+    assert extra_grid <= max(min(free, max(site.grid_kw, 0.0)) - drawn, 0.0) + 1e-6
+    for j, group in enumerate(site.groups):
+        members = sum(kw for kw, n in zip(with_pv, needs, strict=True) if j in n.groups)
+        assert members <= max(group.max_kw, 0.0) + 1e-6
