@@ -34,8 +34,9 @@ def site_timeline(
 ) -> tuple[SiteChange, ...]:
     """Every change of base load, PV and price over the run (first at t = 0).
 
-    Hourly profiles apply per local hour; a PV CSV profile is sampled at the start of
-    each local hour (it is keyed by time of year and repeats every year).
+    Hourly profiles apply per local hour. A PV CSV profile (keyed by local time into the
+    year, repeating every year) changes at its rows' local minutes of the day: each
+    row's value holds until the next row's time, whatever the data's resolution.
     """
     site = config.site
     tz = config.tz
@@ -49,16 +50,18 @@ def site_timeline(
     if site.pv is not None and site.pv.csv is None:
         pv_shape = tuple(site.pv.peak_kw * f for f in site.pv.shape)
     profile_keys = [p[0] for p in pv_profile] if pv_profile else []
+    # the local minutes of the day at which the profile has rows (one for hourly data)
+    pv_minutes = sorted({int(key % 86400.0) // 60 for key in profile_keys})
     price_at: dict[tuple[int, int], float] = {}  # by (local weekday, minute): a year has ~9,000 boundaries
     changes: list[SiteChange] = []
     last: tuple[float, float, float] | None = None
-    for offset, local in local_boundaries(start, end, tz, (*hourly, *prices.boundary_minutes())):
+    for offset, local in local_boundaries(start, end, tz, (*hourly, *prices.boundary_minutes(), *pv_minutes)):
         hour = local.hour
         pv = 0.0
         if pv_shape is not None:
             pv = pv_shape[hour]
         elif pv_profile:
-            pv = _profile_at(pv_profile, local.replace(minute=0, second=0, microsecond=0), profile_keys)
+            pv = _profile_at(pv_profile, local.replace(second=0, microsecond=0), profile_keys)
         when = (local.weekday(), hour * 60 + local.minute)
         price = price_at.get(when)
         if price is None:

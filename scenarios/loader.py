@@ -13,7 +13,7 @@ import csv
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -214,7 +214,7 @@ def _resolve(config: Scenario, name: str, base_dir: Path) -> LoadedScenario:
                 )
     pv_profile = None
     if config.site.pv is not None and config.site.pv.csv is not None:
-        pv_profile, errs = _read_pv_csv(base_dir / config.site.pv.csv, "site.pv.csv")
+        pv_profile, errs = _read_pv_csv(base_dir / config.site.pv.csv, "site.pv.csv", config.tz)
         problems.extend(errs)
     vehicles = _vehicle_ids(config, dated, problems)
     problems.extend(_unchargeable_groups(config))
@@ -401,7 +401,15 @@ def _read_blocks_csv(path: Path, config: Scenario, where: str) -> tuple[tuple[Da
     return tuple(blocks), problems
 
 
-def _read_pv_csv(path: Path, where: str) -> tuple[tuple[tuple[float, float], ...] | None, list[FieldProblem]]:
+def _read_pv_csv(
+    path: Path, where: str, tz: tzinfo
+) -> tuple[tuple[tuple[float, float], ...] | None, list[FieldProblem]]:
+    """The PV rows keyed by local wall-clock time into their year (seconds since 1 January 00:00).
+
+    A timestamp with an offset (``Z``, ``+02:00``) is an instant and is read in the
+    scenario's time zone ``tz`` first, so UTC-stamped data lands at the right local hour;
+    one without an offset is local wall-clock time as written.
+    """
     rows, problems = _read_csv_rows(path, where)
     if problems:
         return None, problems
@@ -422,10 +430,9 @@ def _read_pv_csv(path: Path, where: str) -> tuple[tuple[tuple[float, float], ...
                 )
             )
             continue
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        year_start = datetime(when.year, 1, 1, tzinfo=when.tzinfo)
-        points.append(((when - year_start) / timedelta(seconds=1), kw))
+        # wall-clock arithmetic, done in UTC where no clock change can get in the way
+        wall = (when.astimezone(tz) if when.tzinfo is not None else when).replace(tzinfo=UTC)
+        points.append(((wall - datetime(wall.year, 1, 1, tzinfo=UTC)) / timedelta(seconds=1), kw))
     if not points and not problems:
         problems.append(FieldProblem(where, "the CSV holds no rows", str(path)))
     points.sort()

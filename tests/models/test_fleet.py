@@ -75,7 +75,8 @@ def test_a_vehicle_without_a_curve_gets_the_two_stage_default_at_its_highest_pow
                 "consumption_kwh_per_km": 0.2,
                 "max_ac_kw": 22,
                 "max_dc_kw": 0,
-            }
+            },
+            "chargers.dc.kind": "ac",  # a depot it can charge at
         }
     )
     assert vehicle_curve(van.fleet.vehicle_types["bus"]) == ChargeCurve.two_stage(22.0)

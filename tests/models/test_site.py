@@ -111,6 +111,19 @@ def test_a_pv_profile_gives_each_local_hour_its_value_over_a_dst_change() -> Non
     assert len(timeline) > 60  # a change at (nearly) every hour
 
 
+def test_a_pv_profile_finer_than_an_hour_changes_at_its_own_rows() -> None:
+    june_2 = 152 * 86400.0 + 12 * 3600.0  # 12:00 local on 2 June, as the loader keys it
+    profile = ((june_2, 50.0), (june_2 + 900.0, 60.0), (june_2 + 1800.0, 0.0))
+    from model_scenarios import scenario_dict
+
+    from scenarios.config import Scenario
+
+    data = scenario_dict(start="2025-06-02T00:00:00", duration="1d", **{"site.pv": {"peak_kw": 100, "csv": "pv.csv"}})
+    cfg = Scenario.model_validate(data)  # the loader reads the file; the profile is given here
+    timeline = site_timeline(cfg, profile)
+    assert [(c.t / 3600, c.pv_kw) for c in timeline] == [(0, 0.0), (12, 50.0), (12.25, 60.0), (12.5, 0.0)]
+
+
 def test_pv_with_its_own_shape_uses_that_shape() -> None:
     shape = [0.0] * 10 + [0.5, 1.0, 0.5] + [0.0] * 11
     timeline = site_timeline(config(duration="1d", **{"site.pv": {"peak_kw": 80, "shape": shape}}))

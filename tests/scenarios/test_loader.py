@@ -533,6 +533,17 @@ def test_pv_csv_profile(tmp_path: Path) -> None:
     assert loaded.pv_profile == ((3600.0, 0.0), (43200.0, 80.0))
 
 
+def test_pv_csv_times_with_an_offset_are_instants_read_in_the_scenario_timezone(tmp_path: Path) -> None:
+    # bus_depot is in America/Los_Angeles: UTC-7 in June, UTC-8 in January
+    rows = "time,kw\n2025-06-02T12:00:00Z,100\n2025-01-01T09:30:00+01:00,5\n2025-01-01T12:00:00,80\n"
+    (tmp_path / "pv.csv").write_text(rows, encoding="utf-8")
+    data = bus_dict()
+    data["site"]["pv"] = {"peak_kw": 100, "csv": "pv.csv"}
+    loaded = load_scenario(write_yaml(tmp_path, data))
+    june_2 = 152 * 86400.0
+    assert loaded.pv_profile == ((1800.0, 5.0), (43200.0, 80.0), (june_2 + 5 * 3600.0, 100.0))
+
+
 @pytest.mark.parametrize("row", ["2025-01-01T12:00:00,-1", "noon,5", "2025-01-01T12:00:00"])
 def test_bad_pv_csv_row(tmp_path: Path, row: str) -> None:
     (tmp_path / "pv.csv").write_text(f"time,kw\n2025-01-01T11:00:00,1\n{row}\n", encoding="utf-8")
