@@ -474,8 +474,11 @@ class Engine:
         self.env.call_in(delay, partial(self._plug_in_due, v), urgent=delay <= 0)
 
     def _plug_in_due(self, v: VehicleState) -> None:
+        # a vehicle already at its target needs no connector: it stays parked (it would
+        # only wait for one, or be swapped in for another full vehicle, and count as queued)
         if v.state == "depot" and v.session is None and v.connector is None and not v.queued:
-            self._enqueue(v)
+            if v.soc < self.ops.target_soc - 1e-6:
+                self._enqueue(v)
 
     def _cancel(self, v: VehicleState, trip: Trip, following: float | None, reason: str) -> None:
         soc = self._soc_now(v)

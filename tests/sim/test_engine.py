@@ -139,6 +139,19 @@ def test_a_vehicle_goes_through_the_whole_lifecycle() -> None:
     assert back == pytest.approx(0.9 - 120 / 300)
 
 
+def test_a_vehicle_already_at_its_target_stays_parked_instead_of_queueing() -> None:
+    data = scenario(**{"fleet.groups.g.count": 3, "fleet.groups.g.initial_soc": 0.9, "operations.plug_swap": True})
+    result = run_scenario(data)
+    first_pull_out = pd.Timestamp("2025-06-02 06:00", tz="UTC")
+    assert (result.sessions["plug_in"] >= first_pull_out).all()  # nobody plugged in at the start
+    start = result.vehicles[result.vehicles["time"] < first_pull_out]
+    assert set(start["event"]) == {"start"}
+    assert result.summary["max_queue"] == 2  # after the first block: three back, one connector
+    first = result.departures[result.departures["block"] == 0]
+    assert list(first["status"]) == ["on_time"] * 3
+    assert first["soc"].tolist() == pytest.approx([0.9] * 3)
+
+
 def test_vehicles_queue_when_they_outnumber_chargers() -> None:
     data = scenario(**{"fleet.groups.g.count": 3, "operations.assignment": "first_free"})
     result = run_scenario(data)
@@ -550,10 +563,13 @@ class _SortedEachTime(EarliestDeparturePolicy):
 @pytest.mark.parametrize("name", ["llf_queue_swap", "faults", "min_soc_cancel", "csv_timetable_actions"])
 def test_the_queue_kept_sorted_for_the_policy_is_its_order_at_every_decision(name: str) -> None:
     path = REGRESSION / f"{name}.yaml"
+    # a target above the fleet's initial SoC: every vehicle queues at the start too
+    # (one at its target stays parked), so each scenario has decisions among several
+    higher = {"operations.target_soc": 0.95}
     checked = _CheckedOrder()
-    kept = run_scenario(path, policy=checked)
+    kept = run_scenario(path, policy=checked, overrides=higher)
     assert checked.checked > 0  # decisions among several queued vehicles
-    sorted_each_time = run_scenario(path, policy=_SortedEachTime())
+    sorted_each_time = run_scenario(path, policy=_SortedEachTime(), overrides=higher)
     for table in ("sessions", "departures", "events"):
         pd.testing.assert_frame_equal(kept.table(table), sorted_each_time.table(table), check_exact=True)
 
